@@ -1,0 +1,1 @@
+//! Encrypted training of the classification layer (the paper's SigmoidNAGQG).

@@ -1,0 +1,1 @@
+//! Datasets and pretrained backbones for client-side feature extraction.
