@@ -1,0 +1,155 @@
+//! Fast basis conversion (Bajard et al. 2016) with the exact correction of
+//! Halevi-Polyakov-Shoup 2018: a polynomial known modulo the primes of basis A is
+//! re-expressed modulo the primes of basis B, as its centered representative in
+//! (-A/2, A/2]. Used by hybrid key switching (ModUp, ModDown) and decoding.
+
+use super::modulus::{LAZY_PRODUCTS, Modulus};
+use rayon::prelude::*;
+
+/// Precomputed constants to convert from one set of primes to another.
+#[derive(Debug)]
+pub struct BasisConverter {
+    from: Vec<Modulus>,
+    to: Vec<Modulus>,
+    /// [(A/a_i)^{-1}]_{a_i} and its Shoup constant.
+    a_hat_inv: Vec<(u64, u64)>,
+    /// [A/a_i]_{b_j}, row j.
+    a_hat_mod_b: Vec<Vec<u64>>,
+    /// [A]_{b_j}.
+    a_mod_b: Vec<u64>,
+    /// 1 / a_i in floating point, for the exact correction.
+    a_inv_f64: Vec<f64>,
+}
+
+impl BasisConverter {
+    /// Constants for converting from primes `from` to primes `to`.
+    pub fn new(from: &[Modulus], to: &[Modulus]) -> Self {
+        let a_hat_inv = from
+            .iter()
+            .enumerate()
+            .map(|(i, ai)| {
+                // A/a_i mod a_i = product of the other primes.
+                let prod = from
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i)
+                    .fold(1u64, |acc, (_, ak)| ai.mul(acc, ai.reduce(ak.value())));
+                let inv = ai.inv(prod).unwrap_or(0);
+                (inv, ai.shoup(inv))
+            })
+            .collect();
+        let a_hat_mod_b = to
+            .iter()
+            .map(|bj| {
+                (0..from.len())
+                    .map(|i| {
+                        from.iter()
+                            .enumerate()
+                            .filter(|&(k, _)| k != i)
+                            .fold(1u64, |acc, (_, ak)| bj.mul(acc, bj.reduce(ak.value())))
+                    })
+                    .collect()
+            })
+            .collect();
+        let a_mod_b = to
+            .iter()
+            .map(|bj| from.iter().fold(1u64, |acc, ak| bj.mul(acc, bj.reduce(ak.value()))))
+            .collect();
+        Self {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            a_hat_inv,
+            a_hat_mod_b,
+            a_mod_b,
+            a_inv_f64: from.iter().map(|a| 1.0 / a.value() as f64).collect(),
+        }
+    }
+
+    /// Source primes.
+    pub fn from(&self) -> &[Modulus] {
+        &self.from
+    }
+
+    /// Target primes.
+    pub fn to(&self) -> &[Modulus] {
+        &self.to
+    }
+
+    /// Converts `input` (one coefficient-form residue vector per source prime) into
+    /// `output` (one per target prime): the exact centered representative is extended.
+    pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        let n = input.first().map_or(0, |t| t.len());
+        let k = self.from.len();
+        // y_i = [x_i * (A/a_i)^{-1}]_{a_i}; v = round(sum y_i / a_i) counts the multiples of A.
+        let y: Vec<Vec<u64>> = input
+            .par_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let m = &self.from[i];
+                let (w, ws) = self.a_hat_inv[i];
+                x.iter().map(|&v| m.mul_shoup(v, w, ws)).collect()
+            })
+            .collect();
+        let mut v = vec![0u64; n];
+        v.par_chunks_mut(1024).enumerate().for_each(|(block, out)| {
+            let start = block * 1024;
+            for (c, o) in out.iter_mut().enumerate() {
+                let mut s = 0.0f64;
+                for i in 0..k {
+                    s += y[i][start + c] as f64 * self.a_inv_f64[i];
+                }
+                *o = s.round() as u64;
+            }
+        });
+        output.par_iter_mut().enumerate().for_each(|(j, out)| {
+            let m = &self.to[j];
+            let w = &self.a_hat_mod_b[j];
+            let a_mod = self.a_mod_b[j];
+            for (c, o) in out.iter_mut().enumerate() {
+                let mut acc = 0u128;
+                let mut r = 0u64;
+                for (chunk_start, wchunk) in w.chunks(LAZY_PRODUCTS).enumerate() {
+                    for (i, &wi) in wchunk.iter().enumerate() {
+                        acc += y[chunk_start * LAZY_PRODUCTS + i][c] as u128 * wi as u128;
+                    }
+                    if k > LAZY_PRODUCTS {
+                        r = m.add(r, m.reduce_u128(acc));
+                        acc = 0;
+                    }
+                }
+                if k <= LAZY_PRODUCTS {
+                    r = m.reduce_u128(acc);
+                }
+                // Subtract v * A (v <= k, so one multiply by a small number).
+                *o = m.sub(r, m.mul(m.reduce(v[c]), a_mod));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::generate_primes;
+
+    #[test]
+    fn converts_centered_values_exactly() {
+        let a: Vec<Modulus> = generate_primes(50, 64, 3, &[]).unwrap_or_default().into_iter().map(Modulus::new).collect();
+        let b: Vec<Modulus> = generate_primes(40, 64, 2, &[]).unwrap_or_default().into_iter().map(Modulus::new).collect();
+        let conv = BasisConverter::new(&a, &b);
+        // Values near zero, positive and negative, up to 2^100 in magnitude: well inside (-A/2, A/2].
+        let values: Vec<i128> = vec![0, 1, -1, 12345, -987_654_321, 1 << 100, -(1 << 100) + 17, (1 << 90) + 5];
+        let input: Vec<Vec<u64>> = a.iter().map(|m| values.iter().map(|&x| m.reduce_i128(x)).collect()).collect();
+        let mut output = vec![vec![0u64; values.len()]; b.len()];
+        {
+            let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+            let mut outs: Vec<&mut [u64]> = output.iter_mut().map(|v| v.as_mut_slice()).collect();
+            conv.convert(&ins, &mut outs);
+        }
+        for (j, m) in b.iter().enumerate() {
+            for (c, &x) in values.iter().enumerate() {
+                assert_eq!(output[j][c], m.reduce_i128(x), "value {x} to prime {j}");
+            }
+        }
+    }
+}

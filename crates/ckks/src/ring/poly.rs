@@ -1,0 +1,265 @@
+//! RNS polynomials with their representation in the type (as fhe.rs does).
+
+use super::{Basis, RingContext};
+use rayon::prelude::*;
+use std::marker::PhantomData;
+use zeroize::Zeroize;
+
+/// Coefficient representation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coeff;
+/// NTT (evaluation) representation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ntt;
+
+/// Marker trait of the two representations.
+pub trait Representation: Send + Sync + 'static {
+    /// True for [`Ntt`].
+    const IS_NTT: bool;
+}
+impl Representation for Coeff {
+    const IS_NTT: bool = false;
+}
+impl Representation for Ntt {
+    const IS_NTT: bool = true;
+}
+
+/// A polynomial with one residue vector of N words per tower of its [`Basis`], tower-major.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Poly<R: Representation> {
+    data: Vec<u64>,
+    basis: Basis,
+    n: usize,
+    _repr: PhantomData<R>,
+}
+
+impl<R: Representation> std::fmt::Debug for Poly<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Poly(ntt={}, basis={:?}, n={})", R::IS_NTT, self.basis, self.n)
+    }
+}
+
+impl<R: Representation> Zeroize for Poly<R> {
+    fn zeroize(&mut self) {
+        self.data.zeroize();
+    }
+}
+
+impl<R: Representation> Poly<R> {
+    /// The zero polynomial.
+    pub fn zero(ring: &RingContext, basis: Basis) -> Self {
+        Self::from_data(ring.n(), basis, vec![0u64; ring.n() * basis.len()])
+    }
+
+    /// Wraps raw tower-major residues; callers guarantee reduction.
+    pub(crate) fn from_data(n: usize, basis: Basis, data: Vec<u64>) -> Self {
+        debug_assert_eq!(data.len(), n * basis.len());
+        Self { data, basis, n, _repr: PhantomData }
+    }
+
+    /// The towers this polynomial has.
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+
+    /// Ring degree.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Residues of tower `t`.
+    #[inline]
+    pub fn tower(&self, t: usize) -> &[u64] {
+        &self.data[t * self.n..(t + 1) * self.n]
+    }
+
+    /// Mutable residues of tower `t`.
+    #[inline]
+    pub fn tower_mut(&mut self, t: usize) -> &mut [u64] {
+        &mut self.data[t * self.n..(t + 1) * self.n]
+    }
+
+    /// All residues, tower-major.
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+
+    pub(crate) fn data_mut(&mut self) -> &mut [u64] {
+        &mut self.data
+    }
+
+    pub(crate) fn into_data(self) -> Vec<u64> {
+        self.data
+    }
+
+    /// Parallel iterator over (tower index, tower residues).
+    pub(crate) fn towers_mut(&mut self) -> impl IndexedParallelIterator<Item = (usize, &mut [u64])> {
+        self.data.par_chunks_mut(self.n).enumerate()
+    }
+
+    /// Keeps the first `q` ciphertext towers and the first `p` special towers.
+    pub fn truncate(&mut self, basis: Basis) {
+        debug_assert!(basis.q <= self.basis.q && basis.p <= self.basis.p);
+        if basis.p == 0 || basis.q == self.basis.q {
+            // The kept towers are a prefix of the storage.
+            self.data.truncate(self.n * basis.len());
+            self.basis = basis;
+        } else {
+            *self = self.truncated(basis);
+        }
+    }
+
+    /// A copy restricted to `basis` (a sub-basis).
+    pub fn truncated(&self, basis: Basis) -> Self {
+        let mut data = Vec::with_capacity(self.n * basis.len());
+        data.extend_from_slice(&self.data[..self.n * basis.q]);
+        let p0 = self.n * self.basis.q;
+        data.extend_from_slice(&self.data[p0..p0 + self.n * basis.p]);
+        Self::from_data(self.n, basis, data)
+    }
+
+    /// self += other, tower by tower (same representation and basis).
+    pub fn add_assign(&mut self, ring: &RingContext, other: &Self) {
+        let basis = self.basis;
+        debug_assert!(other.basis.q >= basis.q && other.basis.p >= basis.p);
+        self.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            let b = other.tower_in(basis, t);
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = m.add(*x, y);
+            }
+        });
+    }
+
+    /// self -= other.
+    pub fn sub_assign(&mut self, ring: &RingContext, other: &Self) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            let b = other.tower_in(basis, t);
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = m.sub(*x, y);
+            }
+        });
+    }
+
+    /// self = -self.
+    pub fn neg_assign(&mut self, ring: &RingContext) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            for x in a.iter_mut() {
+                *x = m.neg(*x);
+            }
+        });
+    }
+
+    /// Multiplies tower t by `scalars[t]` (a residue mod that tower's prime).
+    pub fn mul_scalar_assign(&mut self, ring: &RingContext, scalars: &[u64]) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            let w = scalars[t];
+            let ws = m.shoup(w);
+            for x in a.iter_mut() {
+                *x = m.mul_shoup(*x, w, ws);
+            }
+        });
+    }
+
+    /// The tower of `other` that has the same prime as tower `t` of `basis`.
+    #[inline]
+    fn tower_in(&self, basis: Basis, t: usize) -> &[u64] {
+        let idx = if t < basis.q { t } else { self.basis.q + (t - basis.q) };
+        self.tower(idx)
+    }
+}
+
+impl Poly<Coeff> {
+    /// Reduces signed integer coefficients into every tower.
+    pub fn from_signed(ring: &RingContext, basis: Basis, coeffs: &[i64]) -> Self {
+        let mut p = Self::zero(ring, basis);
+        p.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            for (x, &c) in a.iter_mut().zip(coeffs) {
+                *x = m.reduce_i64(c);
+            }
+        });
+        p
+    }
+
+    /// Forward NTT of every tower.
+    pub fn into_ntt(mut self, ring: &RingContext) -> Poly<Ntt> {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| ring.ntt(basis, t).forward(a));
+        Poly::from_data(self.n, basis, self.data)
+    }
+
+    /// A copy in NTT form.
+    pub fn to_ntt(&self, ring: &RingContext) -> Poly<Ntt> {
+        self.clone().into_ntt(ring)
+    }
+}
+
+impl Poly<Ntt> {
+    /// Inverse NTT of every tower.
+    pub fn into_coeff(mut self, ring: &RingContext) -> Poly<Coeff> {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| ring.ntt(basis, t).backward(a));
+        Poly::from_data(self.n, basis, self.data)
+    }
+
+    /// A copy in coefficient form.
+    pub fn to_coeff(&self, ring: &RingContext) -> Poly<Coeff> {
+        self.clone().into_coeff(ring)
+    }
+
+    /// self *= other pointwise.
+    pub fn mul_assign(&mut self, ring: &RingContext, other: &Self) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, a)| {
+            let m = ring.modulus(basis, t);
+            let b = other.tower_in(basis, t);
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = m.mul(*x, y);
+            }
+        });
+    }
+
+    /// self += a * b pointwise.
+    pub fn mul_add_assign(&mut self, ring: &RingContext, a: &Self, b: &Self) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, acc)| {
+            let m = ring.modulus(basis, t);
+            let (x, y) = (a.tower_in(basis, t), b.tower_in(basis, t));
+            for ((z, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+                *z = m.add(*z, m.mul(x, y));
+            }
+        });
+    }
+
+    /// self -= a * b pointwise.
+    pub fn mul_sub_assign(&mut self, ring: &RingContext, a: &Self, b: &Self) {
+        let basis = self.basis;
+        self.towers_mut().for_each(|(t, acc)| {
+            let m = ring.modulus(basis, t);
+            let (x, y) = (a.tower_in(basis, t), b.tower_in(basis, t));
+            for ((z, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+                *z = m.sub(*z, m.mul(x, y));
+            }
+        });
+    }
+
+    /// The automorphism X -> X^g (g odd), a permutation of NTT slots.
+    pub fn automorphism(&self, ring: &RingContext, g: u64) -> Self {
+        let perm = ring.galois_permutation(g);
+        let mut out = Self::zero(ring, self.basis);
+        out.towers_mut().for_each(|(t, o)| {
+            let src = self.tower(t);
+            for (o, &j) in o.iter_mut().zip(perm.iter()) {
+                *o = src[j as usize];
+            }
+        });
+        out
+    }
+}
