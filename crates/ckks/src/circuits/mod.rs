@@ -1,0 +1,1 @@
+//! Circuits: polynomial evaluation and linear transformations.

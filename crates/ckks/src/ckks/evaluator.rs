@@ -1,0 +1,664 @@
+//! Homomorphic operations on CKKS ciphertexts.
+//!
+//! As in Lattigo, level and scale travel with every ciphertext, operations come as
+//! new-output (`add`) and in-place (`add_assign`) pairs, and rescaling/level dropping are
+//! explicit. Additions of operands at different levels drop the higher one; operands
+//! whose scales differ by more than [`SCALE_TOLERANCE`] are refused (use
+//! [`Evaluator::mul_const_to_scale`] or the plaintext/constant `*_to_scale` forms, which
+//! land exactly on a requested scale).
+
+use crate::error::{Error, Result};
+use crate::params::Params;
+use crate::ring::{Coeff, Ntt, Poly};
+use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
+use crate::rlwe::keys::{EvaluationKeys, SwitchingKey};
+use crate::rlwe::keyswitch::{self, Decomposition};
+use num_complex::Complex64;
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest relative difference between two scales that additions accept.
+pub const SCALE_TOLERANCE: f64 = 1e-9;
+
+/// Counters of the expensive operations an evaluator performed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Key switches: relinearisations plus rotations/conjugations (hoisted ones included).
+    pub key_switches: u64,
+    /// Relinearisations.
+    pub relinearizations: u64,
+    /// Rotations and conjugations.
+    pub rotations: u64,
+    /// ModUp decompositions (a hoisted batch of rotations shares one).
+    pub decompositions: u64,
+    /// Rescales.
+    pub rescales: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    relin: AtomicU64,
+    rot: AtomicU64,
+    decomp: AtomicU64,
+    rescale: AtomicU64,
+}
+
+/// Evaluates operations with the public evaluation keys. Never holds a secret key.
+pub struct Evaluator {
+    params: Arc<Params>,
+    keys: Arc<EvaluationKeys>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Evaluator({})", self.params.summary())
+    }
+}
+
+fn scales_match(a: f64, b: f64) -> bool {
+    ((a - b) / a.max(b)).abs() <= SCALE_TOLERANCE
+}
+
+impl Evaluator {
+    /// An evaluator with the given public keys (possibly none).
+    pub fn new(params: Arc<Params>, keys: impl Into<Arc<EvaluationKeys>>) -> Self {
+        Self { params, keys: keys.into(), counters: Counters::default() }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+
+    /// The evaluation keys.
+    pub fn keys(&self) -> &EvaluationKeys {
+        &self.keys
+    }
+
+    /// Counts of expensive operations since creation (or the last reset).
+    pub fn op_counts(&self) -> OpCounts {
+        let relin = self.counters.relin.load(Ordering::Relaxed);
+        let rot = self.counters.rot.load(Ordering::Relaxed);
+        OpCounts {
+            key_switches: relin + rot,
+            relinearizations: relin,
+            rotations: rot,
+            decompositions: self.counters.decomp.load(Ordering::Relaxed),
+            rescales: self.counters.rescale.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Resets the counters.
+    pub fn reset_op_counts(&self) {
+        for c in [&self.counters.relin, &self.counters.rot, &self.counters.decomp, &self.counters.rescale] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn check(&self, ct: &Ciphertext, op: &'static str) -> Result<()> {
+        ct.check_params(&self.params, op)
+    }
+
+    fn check_pt(&self, pt: &Plaintext, op: &'static str) -> Result<()> {
+        if pt.params.fingerprint() != self.params.fingerprint() {
+            return Err(Error::ParameterMismatch { op });
+        }
+        Ok(())
+    }
+
+    // ----- levels and scales -----
+
+    /// Drops the ciphertext to `level` (discarding primes; no noise, scale unchanged).
+    pub fn drop_to_level_assign(&self, ct: &mut Ciphertext, level: usize) -> Result<()> {
+        self.check(ct, "drop_level")?;
+        if level > ct.level {
+            return Err(Error::InvalidLevel { op: "drop_level", level, max: ct.level });
+        }
+        let basis = self.params.basis_q(level);
+        for p in ct.polys_mut() {
+            p.truncate(basis);
+        }
+        ct.level = level;
+        Ok(())
+    }
+
+    /// New-output form of [`Self::drop_to_level_assign`].
+    pub fn drop_to_level(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        self.check(ct, "drop_level")?;
+        if level > ct.level {
+            return Err(Error::InvalidLevel { op: "drop_level", level, max: ct.level });
+        }
+        let basis = self.params.basis_q(level);
+        let polys = ct.polys().iter().map(|p| p.truncated(basis)).collect();
+        Ok(Ciphertext::new(self.params.clone(), polys, level, ct.scale, ct.slots))
+    }
+
+    /// Divides by the last prime q_level with rounding: level - 1, scale / q_level.
+    pub fn rescale_assign(&self, ct: &mut Ciphertext) -> Result<()> {
+        self.check(ct, "rescale")?;
+        if ct.level == 0 {
+            return Err(Error::InvalidLevel { op: "rescale", level: 0, max: 0 });
+        }
+        let q_last = self.params.ring().q(ct.level).value() as f64;
+        for p in ct.polys_mut() {
+            rescale_poly(&self.params, p);
+        }
+        ct.level -= 1;
+        ct.scale /= q_last;
+        self.counters.rescale.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// New-output form of [`Self::rescale_assign`].
+    pub fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.rescale_assign(&mut out)?;
+        Ok(out)
+    }
+
+    // ----- additive operations -----
+
+    fn align_levels(&self, a: &mut Ciphertext, b: &Ciphertext, op: &'static str) -> Result<Option<Ciphertext>> {
+        self.check(a, op)?;
+        self.check(b, op)?;
+        if !scales_match(a.scale, b.scale) {
+            return Err(Error::ScaleMismatch { op, a: a.scale.log2(), b: b.scale.log2() });
+        }
+        if a.slots != b.slots {
+            return Err(Error::InvalidArgument { op, msg: format!("slot counts differ ({} vs {})", a.slots, b.slots) });
+        }
+        if a.level > b.level {
+            self.drop_to_level_assign(a, b.level)?;
+        }
+        Ok(if b.level > a.level { Some(self.drop_to_level(b, a.level)?) } else { None })
+    }
+
+    fn combine_assign(&self, a: &mut Ciphertext, b: &Ciphertext, op: &'static str, subtract: bool) -> Result<()> {
+        let dropped = self.align_levels(a, b, op)?;
+        let b = dropped.as_ref().unwrap_or(b);
+        let ring = self.params.ring();
+        let polys = a.polys_mut();
+        for (i, q) in b.polys().iter().enumerate() {
+            if i < polys.len() {
+                if subtract { polys[i].sub_assign(ring, q) } else { polys[i].add_assign(ring, q) }
+            } else {
+                let mut q = q.clone();
+                if subtract {
+                    q.neg_assign(ring);
+                }
+                polys.push(q);
+            }
+        }
+        Ok(())
+    }
+
+    /// a += b.
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.combine_assign(a, b, "add", false)
+    }
+
+    /// a + b.
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// a -= b.
+    pub fn sub_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.combine_assign(a, b, "sub", true)
+    }
+
+    /// a - b.
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = a.clone();
+        self.sub_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// ct = -ct.
+    pub fn neg_assign(&self, ct: &mut Ciphertext) -> Result<()> {
+        self.check(ct, "neg")?;
+        let ring = self.params.ring();
+        for p in ct.polys_mut() {
+            p.neg_assign(ring);
+        }
+        Ok(())
+    }
+
+    /// -ct.
+    pub fn neg(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.neg_assign(&mut out)?;
+        Ok(out)
+    }
+
+    fn plain_operand<'a>(&self, ct: &Ciphertext, pt: &'a Plaintext, op: &'static str) -> Result<&'a Poly<Ntt>> {
+        self.check(ct, op)?;
+        self.check_pt(pt, op)?;
+        if pt.level < ct.level {
+            return Err(Error::InvalidLevel { op, level: pt.level, max: ct.level });
+        }
+        Ok(&pt.poly)
+    }
+
+    /// ct += pt (same scale).
+    pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
+        if !scales_match(ct.scale, pt.scale) {
+            return Err(Error::ScaleMismatch { op: "add_plain", a: ct.scale.log2(), b: pt.scale.log2() });
+        }
+        let p = self.plain_operand(ct, pt, "add_plain")?;
+        let ring = self.params.ring();
+        ct.polys_mut()[0].add_assign(ring, p);
+        Ok(())
+    }
+
+    /// ct + pt.
+    pub fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.add_plain_assign(&mut out, pt)?;
+        Ok(out)
+    }
+
+    /// ct -= pt.
+    pub fn sub_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
+        if !scales_match(ct.scale, pt.scale) {
+            return Err(Error::ScaleMismatch { op: "sub_plain", a: ct.scale.log2(), b: pt.scale.log2() });
+        }
+        let p = self.plain_operand(ct, pt, "sub_plain")?;
+        let ring = self.params.ring();
+        ct.polys_mut()[0].sub_assign(ring, p);
+        Ok(())
+    }
+
+    /// ct - pt.
+    pub fn sub_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.sub_plain_assign(&mut out, pt)?;
+        Ok(out)
+    }
+
+    /// The constant c * scale as a polynomial: round(Re) at X^0 and round(Im) at X^{N/2}
+    /// (X^{N/2} evaluates to i at every slot root), in NTT form at `level`.
+    fn constant_poly(&self, c: Complex64, scale: f64, level: usize) -> Poly<Ntt> {
+        let ring = self.params.ring();
+        let n = ring.n();
+        let basis = self.params.basis_q(level);
+        let mut p = Poly::<Coeff>::zero(ring, basis);
+        let (re, im) = (c.re * scale, c.im * scale);
+        for t in 0..basis.len() {
+            let m = *ring.modulus(basis, t);
+            let tower = p.tower_mut(t);
+            tower[0] = m.reduce_f64(re);
+            tower[n / 2] = m.reduce_f64(im);
+        }
+        p.into_ntt(ring)
+    }
+
+    /// ct += c in every slot.
+    pub fn add_const_assign(&self, ct: &mut Ciphertext, c: Complex64) -> Result<()> {
+        self.check(ct, "add_const")?;
+        check_finite(c, "add_const")?;
+        let ring = self.params.ring();
+        let basis = self.params.basis_q(ct.level);
+        if c.im == 0.0 {
+            // A real constant is the same value in every NTT slot.
+            let scaled = c.re * ct.scale;
+            let residues: Vec<u64> = (0..basis.len()).map(|t| ring.modulus(basis, t).reduce_f64(scaled)).collect();
+            ct.polys_mut()[0].towers_mut().for_each(|(t, tower)| {
+                let m = ring.modulus(basis, t);
+                for x in tower.iter_mut() {
+                    *x = m.add(*x, residues[t]);
+                }
+            });
+        } else {
+            let k = self.constant_poly(c, ct.scale, ct.level);
+            ct.polys_mut()[0].add_assign(ring, &k);
+        }
+        Ok(())
+    }
+
+    /// ct + c.
+    pub fn add_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.add_const_assign(&mut out, Complex64::new(c, 0.0))?;
+        Ok(out)
+    }
+
+    // ----- multiplicative operations -----
+
+    /// ct *= round(c * const_scale), scale *= const_scale; no rescale, no level consumed.
+    pub fn mul_const_no_rescale_assign(&self, ct: &mut Ciphertext, c: Complex64, const_scale: f64) -> Result<()> {
+        self.check(ct, "mul_const")?;
+        check_finite(c, "mul_const")?;
+        let ring = self.params.ring();
+        let basis = self.params.basis_q(ct.level);
+        if c.im == 0.0 {
+            let scaled = c.re * const_scale;
+            let residues: Vec<u64> = (0..basis.len()).map(|t| ring.modulus(basis, t).reduce_f64(scaled)).collect();
+            for p in ct.polys_mut() {
+                p.mul_scalar_assign(ring, &residues);
+            }
+        } else {
+            let k = self.constant_poly(c, const_scale, ct.level);
+            for p in ct.polys_mut() {
+                p.mul_assign(ring, &k);
+            }
+        }
+        ct.scale *= const_scale;
+        Ok(())
+    }
+
+    /// ct *= k for an integer k: exact, no level consumed, scale unchanged.
+    pub fn mul_integer_assign(&self, ct: &mut Ciphertext, k: i64) -> Result<()> {
+        self.mul_const_no_rescale_assign(ct, Complex64::new(k as f64, 0.0), 1.0)
+    }
+
+    /// ct * c, consuming one level, landing exactly on `target_scale`: multiplies by
+    /// round(c * target * q_level / scale) and rescales by q_level.
+    pub fn mul_const_to_scale_assign(&self, ct: &mut Ciphertext, c: Complex64, target_scale: f64) -> Result<()> {
+        self.check(ct, "mul_const")?;
+        if ct.level == 0 {
+            return Err(Error::InvalidLevel { op: "mul_const", level: 0, max: 0 });
+        }
+        let q = self.params.ring().q(ct.level).value() as f64;
+        let const_scale = target_scale * q / ct.scale;
+        self.mul_const_no_rescale_assign(ct, c, const_scale)?;
+        self.rescale_assign(ct)?;
+        ct.scale = target_scale;
+        Ok(())
+    }
+
+    /// ct * c consuming one level; the scale is unchanged.
+    pub fn mul_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.mul_const_to_scale_assign(&mut out, Complex64::new(c, 0.0), ct.scale)?;
+        Ok(out)
+    }
+
+    /// In-place [`Self::mul_const`] for complex constants.
+    pub fn mul_const_assign(&self, ct: &mut Ciphertext, c: Complex64) -> Result<()> {
+        let s = ct.scale;
+        self.mul_const_to_scale_assign(ct, c, s)
+    }
+
+    /// ct *= pt (no rescale: scales multiply).
+    pub fn mul_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
+        let p = self.plain_operand(ct, pt, "mul_plain")?;
+        let ring = self.params.ring();
+        for c in ct.polys_mut() {
+            c.mul_assign(ring, p);
+        }
+        ct.scale *= pt.scale;
+        Ok(())
+    }
+
+    /// ct * pt (no rescale).
+    pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.mul_plain_assign(&mut out, pt)?;
+        Ok(out)
+    }
+
+    /// Tensor product without relinearisation: degree 1 x degree 1 -> degree 2.
+    pub fn mul_no_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.check(a, "mul")?;
+        self.check(b, "mul")?;
+        if a.degree() != 1 || b.degree() != 1 {
+            return Err(Error::Degree { op: "mul", degree: a.degree().max(b.degree()), expected: 1 });
+        }
+        if a.slots != b.slots {
+            return Err(Error::InvalidArgument { op: "mul", msg: format!("slot counts differ ({} vs {})", a.slots, b.slots) });
+        }
+        let level = a.level.min(b.level);
+        let basis = self.params.basis_q(level);
+        let ring = self.params.ring();
+        let (a0, a1) = (&a.polys()[0], &a.polys()[1]);
+        let (b0, b1) = (&b.polys()[0], &b.polys()[1]);
+        let n = ring.n();
+        let mut d0 = Poly::<Ntt>::zero(ring, basis);
+        let mut d1 = Poly::<Ntt>::zero(ring, basis);
+        let mut d2 = Poly::<Ntt>::zero(ring, basis);
+        d0.data_mut()
+            .par_chunks_mut(n)
+            .zip(d1.data_mut().par_chunks_mut(n))
+            .zip(d2.data_mut().par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(t, ((o0, o1), o2))| {
+                let m = ring.q(t);
+                let (x0, x1, y0, y1) = (a0.tower(t), a1.tower(t), b0.tower(t), b1.tower(t));
+                for c in 0..n {
+                    o0[c] = m.mul(x0[c], y0[c]);
+                    o1[c] = m.reduce_u128(x0[c] as u128 * y1[c] as u128 + x1[c] as u128 * y0[c] as u128);
+                    o2[c] = m.mul(x1[c], y1[c]);
+                }
+            });
+        Ok(Ciphertext::new(self.params.clone(), vec![d0, d1, d2], level, a.scale * b.scale, a.slots))
+    }
+
+    /// ct*ct with relinearisation (no rescale).
+    pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = self.mul_no_relin(a, b)?;
+        self.relinearize_assign(&mut out)?;
+        Ok(out)
+    }
+
+    /// ct*ct, relinearise, rescale: the usual multiplication.
+    pub fn mul_relin_rescale(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = self.mul_relin(a, b)?;
+        self.rescale_assign(&mut out)?;
+        Ok(out)
+    }
+
+    /// ct^2 with relinearisation (no rescale).
+    pub fn square(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.mul_relin(ct, ct)
+    }
+
+    fn relin_key(&self, op: &'static str) -> Result<&SwitchingKey> {
+        self.keys.relin.as_ref().map(|k| &k.0).ok_or_else(|| Error::MissingKey { op, what: "relinearization key".into() })
+    }
+
+    /// Degree 2 -> degree 1 by switching c_2 from s^2 to s.
+    pub fn relinearize_assign(&self, ct: &mut Ciphertext) -> Result<()> {
+        self.check(ct, "relinearize")?;
+        match ct.degree() {
+            1 => return Ok(()),
+            2 => {}
+            d => return Err(Error::Degree { op: "relinearize", degree: d, expected: 2 }),
+        }
+        let key = self.relin_key("relinearize")?;
+        let ring = self.params.ring();
+        let level = ct.level;
+        let polys = ct.polys_mut();
+        let c2 = polys.pop().ok_or(Error::Degree { op: "relinearize", degree: 0, expected: 2 })?;
+        let [u0, u1] = keyswitch::key_switch(&self.params, level, &c2, key);
+        polys[0].add_assign(ring, &u0);
+        polys[1].add_assign(ring, &u1);
+        self.counters.relin.fetch_add(1, Ordering::Relaxed);
+        self.counters.decomp.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    // ----- automorphisms -----
+
+    fn galois_key(&self, g: u64, op: &'static str, what: impl FnOnce() -> String) -> Result<&SwitchingKey> {
+        self.keys.galois_key(g).map(|k| &k.key).ok_or_else(|| Error::MissingKey { op, what: what() })
+    }
+
+    /// Applies X -> X^g and switches back to s.
+    pub fn apply_galois(&self, ct: &Ciphertext, g: u64) -> Result<Ciphertext> {
+        self.check(ct, "rotate")?;
+        if ct.degree() != 1 {
+            return Err(Error::Degree { op: "rotate", degree: ct.degree(), expected: 1 });
+        }
+        if g == 1 {
+            return Ok(ct.clone());
+        }
+        let key = self.galois_key(g, "rotate", || format!("Galois key for element {g}"))?;
+        let ring = self.params.ring();
+        let c1g = ct.polys()[1].automorphism(ring, g);
+        let [u0, u1] = keyswitch::key_switch(&self.params, ct.level, &c1g, key);
+        let mut c0 = ct.polys()[0].automorphism(ring, g);
+        c0.add_assign(ring, &u0);
+        self.counters.rot.fetch_add(1, Ordering::Relaxed);
+        self.counters.decomp.fetch_add(1, Ordering::Relaxed);
+        Ok(Ciphertext::new(self.params.clone(), vec![c0, u1], ct.level, ct.scale, ct.slots))
+    }
+
+    /// Galois element of a rotation by `steps` within `slots` slots.
+    fn rotation_element(&self, steps: i64, slots: usize) -> u64 {
+        let s = steps.rem_euclid(slots as i64);
+        self.params.ring().galois_element_for_rotation(s)
+    }
+
+    /// Rotates the slots left by `steps` (negative: right).
+    pub fn rotate(&self, ct: &Ciphertext, steps: i64) -> Result<Ciphertext> {
+        let g = self.rotation_element(steps, ct.slots);
+        if g == 1 {
+            return Ok(ct.clone());
+        }
+        self.check_rotation_key(g, steps)?;
+        self.apply_galois(ct, g)
+    }
+
+    fn check_rotation_key(&self, g: u64, steps: i64) -> Result<()> {
+        self.galois_key(g, "rotate", || format!("rotation key for step {steps} (Galois element {g})")).map(|_| ())
+    }
+
+    /// Complex conjugation of every slot.
+    pub fn conjugate(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        let g = self.params.ring().galois_element_conjugate();
+        self.galois_key(g, "conjugate", || "conjugation key".into())?;
+        self.apply_galois(ct, g)
+    }
+
+    /// ModUp of c_1 once, for [`Self::rotate_hoisted_with`].
+    pub fn decompose(&self, ct: &Ciphertext) -> Result<Decomposition> {
+        self.check(ct, "decompose")?;
+        if ct.degree() != 1 {
+            return Err(Error::Degree { op: "decompose", degree: ct.degree(), expected: 1 });
+        }
+        self.counters.decomp.fetch_add(1, Ordering::Relaxed);
+        Ok(keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]))
+    }
+
+    /// Rotation reusing a decomposition of the same ciphertext's c_1 (hoisting).
+    pub fn rotate_hoisted_with(&self, ct: &Ciphertext, dec: &Decomposition, steps: i64) -> Result<Ciphertext> {
+        let g = self.rotation_element(steps, ct.slots);
+        if g == 1 {
+            return Ok(ct.clone());
+        }
+        let key = self.galois_key(g, "rotate", || format!("rotation key for step {steps} (Galois element {g})"))?;
+        if dec.level != ct.level {
+            return Err(Error::InvalidLevel { op: "rotate_hoisted", level: dec.level, max: ct.level });
+        }
+        let ring = self.params.ring();
+        let perm = ring.galois_permutation(g);
+        let [a, b] = keyswitch::inner_product(&self.params, dec, key, Some(&perm));
+        let (u0, u1) = rayon::join(|| keyswitch::mod_down(&self.params, a), || keyswitch::mod_down(&self.params, b));
+        let mut c0 = ct.polys()[0].automorphism(ring, g);
+        c0.add_assign(ring, &u0);
+        self.counters.rot.fetch_add(1, Ordering::Relaxed);
+        Ok(Ciphertext::new(self.params.clone(), vec![c0, u1], ct.level, ct.scale, ct.slots))
+    }
+
+    /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
+    pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>> {
+        for &s in steps {
+            let g = self.rotation_element(s, ct.slots);
+            if g != 1 {
+                self.check_rotation_key(g, s)?;
+            }
+        }
+        let dec = self.decompose(ct)?;
+        steps.iter().map(|&s| self.rotate_hoisted_with(ct, &dec, s)).collect()
+    }
+
+    /// Sum over `count` (a power of two) blocks: slot i gets sum_{k<count} slot(i + k*stride).
+    /// log2(count) rotations by stride, 2*stride, ...
+    pub fn inner_sum(&self, ct: &Ciphertext, stride: i64, count: usize) -> Result<Ciphertext> {
+        if !count.is_power_of_two() {
+            return Err(Error::InvalidArgument { op: "inner_sum", msg: format!("count {count} is not a power of two") });
+        }
+        let mut acc = ct.clone();
+        let mut step = stride;
+        let mut c = 1;
+        while c < count {
+            let r = self.rotate(&acc, step)?;
+            self.add_assign(&mut acc, &r)?;
+            step *= 2;
+            c *= 2;
+        }
+        Ok(acc)
+    }
+
+    /// Replication: slot i gets sum_{k<count} slot(i - k*stride) (inner sum with right
+    /// rotations): a value alone in its block is copied into the next count-1 blocks.
+    pub fn replicate(&self, ct: &Ciphertext, stride: i64, count: usize) -> Result<Ciphertext> {
+        self.inner_sum(ct, -stride, count)
+    }
+
+    /// Rotation steps needed by [`Self::inner_sum`].
+    pub fn inner_sum_steps(stride: i64, count: usize) -> Vec<i64> {
+        let mut steps = Vec::new();
+        let mut c = 1;
+        let mut step = stride;
+        while c < count {
+            steps.push(step);
+            step *= 2;
+            c *= 2;
+        }
+        steps
+    }
+
+    /// ct * X^k (a monomial; k may be negative, X^N = -1).
+    pub fn mul_by_monomial(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        self.check(ct, "mul_by_monomial")?;
+        let ring = self.params.ring();
+        let n = ring.n() as i64;
+        let e = k.rem_euclid(2 * n);
+        let mut coeffs = vec![0i64; n as usize];
+        if e < n { coeffs[e as usize] = 1 } else { coeffs[(e - n) as usize] = -1 }
+        let mono = Poly::<Coeff>::from_signed(ring, self.params.basis_q(ct.level), &coeffs).into_ntt(ring);
+        let mut out = ct.clone();
+        for p in out.polys_mut() {
+            p.mul_assign(ring, &mono);
+        }
+        Ok(out)
+    }
+}
+
+fn check_finite(c: Complex64, op: &'static str) -> Result<()> {
+    if c.re.is_finite() && c.im.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { op, msg: format!("constant {c} is not finite") })
+    }
+}
+
+/// Divides an NTT-form polynomial by its last prime with rounding:
+/// (c - [c]_{q_l}) / q_l with the centered remainder (exact rounding).
+pub(crate) fn rescale_poly(params: &Params, p: &mut Poly<Ntt>) {
+    let ring = params.ring();
+    let l = p.basis().q - 1;
+    let ql = *ring.q(l);
+    let mut last = p.tower(l).to_vec();
+    ring.ntt(params.basis_q(l), l).backward(&mut last);
+    let half = ql.value() / 2;
+    let new_basis = params.basis_q(l - 1);
+    p.truncate(new_basis);
+    p.towers_mut().for_each(|(i, tower)| {
+        let m = ring.q(i);
+        let ql_mod = m.reduce(ql.value());
+        let mut r: Vec<u64> = last.iter().map(|&x| if x > half { m.sub(m.reduce(x), ql_mod) } else { m.reduce(x) }).collect();
+        ring.ntt(new_basis, i).forward(&mut r);
+        let inv = m.inv(ql_mod).unwrap_or(0);
+        let inv_s = m.shoup(inv);
+        for (x, &y) in tower.iter_mut().zip(&r) {
+            *x = m.mul_shoup(m.sub(*x, y), inv, inv_s);
+        }
+    });
+}

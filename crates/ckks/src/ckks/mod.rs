@@ -1,0 +1,4 @@
+//! The CKKS scheme: encoder and evaluator.
+
+pub mod encoder;
+pub mod evaluator;

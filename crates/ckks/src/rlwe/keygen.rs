@@ -1,0 +1,127 @@
+//! Key generation (client side only).
+
+use super::keys::{EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey};
+use super::sampler::Prng;
+use crate::params::{Params, SecretDistribution};
+use crate::ring::{Coeff, Ntt, Poly};
+use std::sync::Arc;
+
+/// Generates the secret key and the public material derived from it.
+pub struct KeyGenerator {
+    params: Arc<Params>,
+    prng: Prng,
+}
+
+impl KeyGenerator {
+    /// A generator drawing all randomness from a ChaCha20 CSPRNG seeded by the OS.
+    pub fn new(params: Arc<Params>) -> Self {
+        Self { params, prng: Prng::from_os() }
+    }
+
+    /// Deterministic generator. Reproducible keys are insecure: for tests only.
+    pub fn new_deterministic_for_tests(params: Arc<Params>, seed: [u8; 32]) -> Self {
+        Self { params, prng: Prng::from_seed(seed) }
+    }
+
+    /// A fresh secret key from the parameters' secret distribution.
+    pub fn gen_secret_key(&mut self) -> SecretKey {
+        let n = self.params.n();
+        let coeffs = match self.params.literal().secret {
+            SecretDistribution::Ternary => self.prng.ternary(n),
+            SecretDistribution::HammingWeight(h) => self.prng.hamming_weight(n, h),
+        };
+        secret_from_coeffs(&self.params, coeffs)
+    }
+
+    /// Public key (-a s + e, a) modulo Q_L, a expanded from a seed.
+    pub fn gen_public_key(&mut self, sk: &SecretKey) -> PublicKey {
+        let params = self.params.clone();
+        let ring = params.ring();
+        let basis = ring.q_basis();
+        let seed = self.prng.seed();
+        let a = Prng::from_seed_stream(seed, 0).uniform_poly(ring, basis);
+        let mut b = self.error_poly(basis);
+        b.mul_sub_assign(ring, &a, &sk.ntt.truncated(basis));
+        PublicKey { params: self.params.clone(), b, a, seed }
+    }
+
+    /// Relinearisation key (switches s^2 to s).
+    pub fn gen_relin_key(&mut self, sk: &SecretKey) -> RelinearizationKey {
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(self.params.ring(), &sk.ntt);
+        RelinearizationKey(self.gen_switching_key(sk, &s2))
+    }
+
+    /// Galois key for X -> X^g.
+    pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> GaloisKey {
+        let s_g = sk.ntt.automorphism(self.params.ring(), g);
+        GaloisKey { galois_element: g, key: self.gen_switching_key(sk, &s_g) }
+    }
+
+    /// Galois key for a left rotation by `steps` slots (negative: right).
+    pub fn gen_rotation_key(&mut self, sk: &SecretKey, steps: i64) -> GaloisKey {
+        let g = self.params.ring().galois_element_for_rotation(steps);
+        self.gen_galois_key(sk, g)
+    }
+
+    /// Evaluation keys: relinearisation (if asked), rotations by `steps`, and conjugation.
+    pub fn gen_evaluation_keys(&mut self, sk: &SecretKey, relin: bool, steps: &[i64], conjugate: bool) -> EvaluationKeys {
+        let mut keys = EvaluationKeys::default();
+        if relin {
+            keys.relin = Some(self.gen_relin_key(sk));
+        }
+        let ring = self.params.ring();
+        let mut elements: Vec<u64> = steps.iter().map(|&s| ring.galois_element_for_rotation(s)).collect();
+        if conjugate {
+            elements.push(ring.galois_element_conjugate());
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        for g in elements {
+            if g != 1 {
+                keys.galois.insert(g, self.gen_galois_key(sk, g));
+            }
+        }
+        keys
+    }
+
+    /// Hybrid key-switching key from `s_prime` (NTT over Q and P) to s.
+    fn gen_switching_key(&mut self, sk: &SecretKey, s_prime: &Poly<Ntt>) -> SwitchingKey {
+        let params = self.params.clone();
+        let ring = params.ring();
+        let basis = ring.qp_basis();
+        let seed = self.prng.seed();
+        let p_mod_q = params.p_mod_q();
+        let mut bs = Vec::new();
+        let mut as_ = Vec::new();
+        for (j, digit) in params.digits(params.max_level()).enumerate() {
+            let a = Prng::from_seed_stream(seed, j as u64).uniform_poly(ring, basis);
+            let mut b = self.error_poly(basis);
+            b.mul_sub_assign(ring, &a, &sk.ntt);
+            // Add P * s' on the digit's own primes (P * Qtilde_j is P there and 0 elsewhere).
+            for i in digit {
+                let m = ring.q(i);
+                let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
+                let sp = s_prime.tower(i);
+                for (x, &s) in b.tower_mut(i).iter_mut().zip(sp) {
+                    *x = m.add(*x, m.mul_shoup(s, w, ws));
+                }
+            }
+            bs.push(b);
+            as_.push(a);
+        }
+        SwitchingKey { params: params.clone(), b: bs, a: as_, seed }
+    }
+
+    fn error_poly(&mut self, basis: crate::ring::Basis) -> Poly<Ntt> {
+        let e = self.prng.gaussian(self.params.n(), self.params.literal().sigma);
+        Poly::<Coeff>::from_signed(self.params.ring(), basis, &e).into_ntt(self.params.ring())
+    }
+}
+
+/// Builds a secret key from signed coefficients (used by key generation and the client's load).
+pub(crate) fn secret_from_coeffs(params: &Arc<Params>, coeffs: Vec<i64>) -> SecretKey {
+    let ring = params.ring();
+    let ntt = Poly::<Coeff>::from_signed(ring, ring.qp_basis(), &coeffs).into_ntt(ring);
+    SecretKey { params: params.clone(), coeffs, ntt }
+}

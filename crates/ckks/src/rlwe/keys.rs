@@ -1,0 +1,133 @@
+//! Keys. Public material (public key, relinearisation and Galois keys) can go anywhere;
+//! the [`SecretKey`] exists only with the `client` feature, is zeroized on drop and is
+//! serialised only by the client's explicit `save`.
+
+use crate::params::Params;
+use crate::ring::{Ntt, Poly};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The secret s, ternary (or sparse ternary), kept in NTT form over all of Q and P.
+#[cfg(feature = "client")]
+pub struct SecretKey {
+    pub(crate) params: Arc<Params>,
+    /// Signed coefficients in {-1, 0, 1}.
+    pub(crate) coeffs: Vec<i64>,
+    /// s in NTT form over Q_L and P.
+    pub(crate) ntt: Poly<Ntt>,
+}
+
+#[cfg(feature = "client")]
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.coeffs.zeroize();
+        self.ntt.zeroize();
+    }
+}
+
+#[cfg(feature = "client")]
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+#[cfg(feature = "client")]
+impl SecretKey {
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+}
+
+/// Public key (b, a) = (-a s + e, a) modulo Q_L.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub(crate) params: Arc<Params>,
+    pub(crate) b: Poly<Ntt>,
+    pub(crate) a: Poly<Ntt>,
+    pub(crate) seed: [u8; 32],
+}
+
+impl PublicKey {
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+}
+
+/// A hybrid key-switching key from s' to s (Han-Ki 2020): for each digit j,
+/// (b_j, a_j) = (-a_j s + e_j + P * Qtilde_j * s', a_j) modulo Q_L * P, where Qtilde_j is
+/// 1 modulo the digit's primes and 0 modulo the others. The a_j come from one seed.
+#[derive(Clone, Debug)]
+pub struct SwitchingKey {
+    pub(crate) params: Arc<Params>,
+    pub(crate) b: Vec<Poly<Ntt>>,
+    pub(crate) a: Vec<Poly<Ntt>>,
+    pub(crate) seed: [u8; 32],
+}
+
+impl SwitchingKey {
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+    /// Number of digits.
+    pub fn digits(&self) -> usize {
+        self.b.len()
+    }
+    /// Serialized size in bytes (seeded: the a_j are stored as the seed).
+    pub fn byte_size(&self) -> usize {
+        crate::serialization::switching_key_size(self)
+    }
+}
+
+/// Relinearisation key: switches s^2 to s.
+#[derive(Clone, Debug)]
+pub struct RelinearizationKey(pub(crate) SwitchingKey);
+
+impl RelinearizationKey {
+    /// The underlying switching key.
+    pub fn key(&self) -> &SwitchingKey {
+        &self.0
+    }
+}
+
+/// Galois key for X -> X^g: switches sigma_g(s) to s.
+#[derive(Clone, Debug)]
+pub struct GaloisKey {
+    pub(crate) galois_element: u64,
+    pub(crate) key: SwitchingKey,
+}
+
+impl GaloisKey {
+    /// The Galois element g.
+    pub fn galois_element(&self) -> u64 {
+        self.galois_element
+    }
+    /// The underlying switching key.
+    pub fn key(&self) -> &SwitchingKey {
+        &self.key
+    }
+}
+
+/// The public evaluation keys a server needs: relinearisation and Galois keys.
+#[derive(Clone, Debug, Default)]
+pub struct EvaluationKeys {
+    /// Relinearisation key, if generated.
+    pub relin: Option<RelinearizationKey>,
+    /// Galois keys by Galois element.
+    pub galois: BTreeMap<u64, GaloisKey>,
+}
+
+impl EvaluationKeys {
+    /// The Galois key for element g.
+    pub fn galois_key(&self, g: u64) -> Option<&GaloisKey> {
+        self.galois.get(&g)
+    }
+    /// Total serialized size in bytes.
+    pub fn byte_size(&self) -> usize {
+        self.relin.as_ref().map_or(0, |k| k.0.byte_size()) + self.galois.values().map(|k| k.key.byte_size()).sum::<usize>()
+    }
+}

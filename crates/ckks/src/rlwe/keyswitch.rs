@@ -1,0 +1,152 @@
+//! Hybrid key switching (Han-Ki 2020; Lattigo's `GadgetProduct`): ModUp each digit of the
+//! input to Q_l * P, take the inner product with the key's digits, ModDown by P.
+//!
+//! The ModUp result ([`Decomposition`]) does not depend on the key, so rotations of one
+//! ciphertext by many steps share it ("hoisting", Halevi-Shoup 2018): each extra rotation
+//! only permutes the digits in the NTT domain, multiplies, and divides by P.
+
+use super::keys::SwitchingKey;
+use crate::params::Params;
+use crate::ring::modulus::LAZY_PRODUCTS;
+use crate::ring::{Coeff, Ntt, Poly};
+use rayon::prelude::*;
+
+/// The digits of a polynomial at some level, each extended to Q_level * P, in NTT form.
+pub struct Decomposition {
+    pub(crate) level: usize,
+    pub(crate) digits: Vec<Poly<Ntt>>,
+}
+
+impl Decomposition {
+    /// Level of the decomposed polynomial.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+}
+
+/// ModUp: splits `d` (NTT form, modulo Q_level) into digits and extends each to Q_level * P.
+pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition {
+    let ring = params.ring();
+    let n = ring.n();
+    let d_coeff: Poly<Coeff> = d.truncated(params.basis_q(level)).into_coeff(ring);
+    let basis = params.basis_qp(level);
+    let digits = params
+        .digits(level)
+        .enumerate()
+        .map(|(j, range)| {
+            let mut out = Poly::<Ntt>::zero(ring, basis);
+            let inputs: Vec<&[u64]> = range.clone().map(|i| d_coeff.tower(i)).collect();
+            let mut own: Vec<(usize, &mut [u64])> = Vec::new();
+            let mut others: Vec<(usize, &mut [u64])> = Vec::new();
+            for (t, tower) in out.data_mut().chunks_mut(n).enumerate() {
+                if range.contains(&t) { own.push((t, tower)) } else { others.push((t, tower)) }
+            }
+            // The digit's own towers are d itself: copy, no transform needed.
+            for (t, tower) in own {
+                tower.copy_from_slice(d.tower(t));
+            }
+            let mut other_slices: Vec<&mut [u64]> = others.iter_mut().map(|(_, s)| &mut **s).collect();
+            params.mod_up(level, j).convert(&inputs, &mut other_slices);
+            others.into_par_iter().for_each(|(t, tower)| ring.ntt(basis, t).forward(tower));
+            out
+        })
+        .collect();
+    Decomposition { level, digits }
+}
+
+/// Inner product of the digits (optionally permuted by a Galois automorphism of the NTT
+/// slots: digit'[i] = digit[perm[i]]) with the key: returns (sum d_j b_j, sum d_j a_j)
+/// modulo Q_level * P.
+pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey, perm: Option<&[u32]>) -> [Poly<Ntt>; 2] {
+    let ring = params.ring();
+    let n = ring.n();
+    let basis = params.basis_qp(dec.level);
+    let mut out0 = Poly::<Ntt>::zero(ring, basis);
+    let mut out1 = Poly::<Ntt>::zero(ring, basis);
+    out0.data_mut()
+        .par_chunks_mut(n)
+        .zip(out1.data_mut().par_chunks_mut(n))
+        .enumerate()
+        .for_each(|(t, (o0, o1))| {
+            let m = ring.modulus(basis, t);
+            let kt = ring.modulus_index(basis, t);
+            let ndig = dec.digits.len();
+            for start in (0..ndig).step_by(LAZY_PRODUCTS) {
+                let end = (start + LAZY_PRODUCTS).min(ndig);
+                // Blocks of coefficients keep the accumulators in registers/L1.
+                const BLOCK: usize = 256;
+                let mut acc0 = [0u128; BLOCK];
+                let mut acc1 = [0u128; BLOCK];
+                for c0 in (0..n).step_by(BLOCK) {
+                    let len = BLOCK.min(n - c0);
+                    acc0[..len].fill(0);
+                    acc1[..len].fill(0);
+                    for j in start..end {
+                        let d = dec.digits[j].tower(t);
+                        let kb = &key.b[j].tower(kt)[c0..c0 + len];
+                        let ka = &key.a[j].tower(kt)[c0..c0 + len];
+                        match perm {
+                            None => {
+                                let d = &d[c0..c0 + len];
+                                for c in 0..len {
+                                    acc0[c] += d[c] as u128 * kb[c] as u128;
+                                    acc1[c] += d[c] as u128 * ka[c] as u128;
+                                }
+                            }
+                            Some(p) => {
+                                let p = &p[c0..c0 + len];
+                                for c in 0..len {
+                                    let x = d[p[c] as usize] as u128;
+                                    acc0[c] += x * kb[c] as u128;
+                                    acc1[c] += x * ka[c] as u128;
+                                }
+                            }
+                        }
+                    }
+                    for c in 0..len {
+                        o0[c0 + c] = m.add(o0[c0 + c], m.reduce_u128(acc0[c]));
+                        o1[c0 + c] = m.add(o1[c0 + c], m.reduce_u128(acc1[c]));
+                    }
+                }
+            }
+        });
+    [out0, out1]
+}
+
+/// ModDown: from Q_level * P to Q_level, dividing by P with rounding (exact basis conversion
+/// of the P part, then (x - [x]_P) * P^{-1}).
+pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
+    let ring = params.ring();
+    let n = ring.n();
+    let basis = x.basis();
+    let level = basis.q - 1;
+    let k = basis.p;
+    // The P part in coefficient form.
+    let mut p_part: Vec<Vec<u64>> = (0..k).map(|i| x.tower(basis.q + i).to_vec()).collect();
+    p_part.par_iter_mut().enumerate().for_each(|(i, t)| ring.ntt(basis, basis.q + i).backward(t));
+    let mut conv = vec![0u64; n * basis.q];
+    {
+        let inputs: Vec<&[u64]> = p_part.iter().map(|v| v.as_slice()).collect();
+        let mut outs: Vec<&mut [u64]> = conv.chunks_mut(n).collect();
+        params.mod_down(level).convert(&inputs, &mut outs);
+    }
+    let p_inv = params.p_inv_mod_q();
+    let mut out = x;
+    out.truncate(params.basis_q(level));
+    out.data_mut().par_chunks_mut(n).zip(conv.par_chunks_mut(n)).enumerate().for_each(|(i, (o, c))| {
+        let m = ring.q(i);
+        ring.ntt(params.basis_q(level), i).forward(c);
+        let (w, ws) = (p_inv[i], m.shoup(p_inv[i]));
+        for (o, &c) in o.iter_mut().zip(c.iter()) {
+            *o = m.mul_shoup(m.sub(*o, c), w, ws);
+        }
+    });
+    out
+}
+
+/// Full key switch of `d` (NTT form at `level`): returns (u0, u1) with u0 + u1 s ~ d s'.
+pub fn key_switch(params: &Params, level: usize, d: &Poly<Ntt>, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
+    let dec = decompose(params, level, d);
+    let [a, b] = inner_product(params, &dec, key, None);
+    [mod_down(params, a), mod_down(params, b)]
+}
