@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod ckks;
+pub mod circuits;
 pub mod error;
 pub mod params;
 pub mod ring;
@@ -28,6 +29,7 @@ pub use params::{Params, ParamsLiteral, SecretDistribution};
 pub use rlwe::ciphertext::{Ciphertext, Plaintext};
 pub use rlwe::encryptor::encrypt_public;
 pub use rlwe::keys::{EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SwitchingKey};
+pub use serialization::{Serializable, params_from_bytes, params_to_bytes, write_atomic};
 
 /// Client-side items: everything that needs or produces the secret key.
 #[cfg(feature = "client")]
@@ -36,6 +38,7 @@ pub mod client {
     pub use crate::rlwe::encryptor::encrypt_secret;
     pub use crate::rlwe::keygen::KeyGenerator;
     pub use crate::rlwe::keys::SecretKey;
+    pub use crate::serialization::{load_secret_key, save_secret_key};
 }
 
 /// Sets the number of threads of the global rayon pool used by every parallel operation.

@@ -128,6 +128,6 @@ impl EvaluationKeys {
     }
     /// Total serialized size in bytes.
     pub fn byte_size(&self) -> usize {
-        self.relin.as_ref().map_or(0, |k| k.0.byte_size()) + self.galois.values().map(|k| k.key.byte_size()).sum::<usize>()
+        crate::serialization::Serializable::serialized_size(self)
     }
 }
