@@ -41,6 +41,9 @@ pub enum VisionError {
     /// Invalid arguments (empty batch, range out of bounds, unknown backbone...).
     #[error("{0}")]
     Invalid(String),
+    /// A default file that could not be downloaded or did not verify.
+    #[error(transparent)]
+    Download(#[from] crate::download::DownloadError),
 }
 
 impl VisionError {

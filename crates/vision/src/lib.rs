@@ -12,12 +12,21 @@
 //! - [`features_io`]: the feature files (the paper's CSV and a compact binary format);
 //! - [`download`]: the default weights and MNIST files, cached and SHA-256 verified.
 
+pub mod atomic;
 pub mod backbone;
+pub mod datasets;
+pub mod download;
 pub mod error;
+pub mod extract;
+pub mod features_io;
 pub mod npy;
 pub mod preprocess;
 mod pth;
 pub mod weights;
 
 pub use backbone::{Backbone, load_backbone};
+pub use datasets::{DatasetKind, ImageSource, Split, open_dataset};
 pub use error::{Result, VisionError};
+pub use extract::{ExtractOptions, extract_features, extract_features_streaming, peak_rss_bytes};
+pub use features_io::{FeatureFormat, FeatureTable, FeatureWriter, read_features, write_features};
+pub use preprocess::{PreprocessOptions, PreprocessedImage, RawImage};
