@@ -182,8 +182,18 @@ impl Params {
                 return Err(Error::Insecure { log_n: literal.log_n, log_qp, bound });
             }
         }
-        let ring = RingContext::new(n, &q, &p, NttBackend::Fast)?;
         let alpha = q.len().div_ceil(literal.dnum);
+        // Hybrid key switching multiplies the key's error by D_j / P (D_j: a digit's modulus);
+        // with P smaller than a digit the noise swamps the message, so such chains are refused.
+        let log_p: f64 = p.iter().map(|&v| (v as f64).log2()).sum();
+        let max_digit = q.chunks(alpha).map(|d| d.iter().map(|&v| (v as f64).log2()).sum::<f64>()).fold(0.0, f64::max);
+        if q.len() > 1 && log_p + 1.0 < max_digit {
+            return Err(Error::InvalidParameters(format!(
+                "the special primes ({log_p:.0} bits) must be at least as large as a key-switching digit ({max_digit:.0} bits with dnum = {}); add special primes or raise dnum",
+                literal.dnum
+            )));
+        }
+        let ring = RingContext::new(n, &q, &p, NttBackend::Fast)?;
         let qm: Vec<Modulus> = (0..q.len()).map(|i| *ring.q(i)).collect();
         let pm: Vec<Modulus> = (0..p.len()).map(|i| *ring.p(i)).collect();
         let mod_up = (0..q.len())
@@ -363,10 +373,12 @@ pub(crate) mod tests {
     pub(crate) fn tiny(log_n: u32, levels: usize, dnum: usize) -> Arc<Params> {
         let mut log_q = vec![55];
         log_q.extend(std::iter::repeat_n(40, levels));
+        let alpha = (levels + 1).div_ceil(dnum);
+        let special = (55 + 40 * (alpha - 1)).div_ceil(58);
         Params::new_insecure(ParamsLiteral {
             log_n,
             log_q,
-            log_p: vec![58, 58],
+            log_p: vec![58; special],
             dnum,
             secret: SecretDistribution::Ternary,
             log_scale: 40,
@@ -394,6 +406,7 @@ pub(crate) mod tests {
     fn refuses_insecure_and_invalid() {
         let mut lit = ParamsLiteral::preset("leveled15").expect("preset");
         lit.log_q.extend([40; 3]);
+        lit.dnum = 4;
         match Params::new(lit.clone()) {
             Err(Error::Insecure { log_n: 15, bound: 881, .. }) => {}
             other => panic!("expected refusal, got {other:?}"),
@@ -402,6 +415,9 @@ pub(crate) mod tests {
         let mut bad = ParamsLiteral::preset("leveled15").expect("preset");
         bad.dnum = 0;
         assert!(matches!(Params::new(bad), Err(Error::InvalidParameters(_))));
+        let mut thin = ParamsLiteral::preset("leveled15").expect("preset");
+        thin.log_p = vec![60; 2];
+        assert!(Params::new(thin).expect_err("P below a digit").to_string().contains("special primes"));
         let mut small = ParamsLiteral::preset("leveled15").expect("preset");
         small.log_n = 10;
         assert!(Params::new(small).is_err(), "rings below 2^12 are only for insecure tests");

@@ -1,2 +1,60 @@
 //! `volley`: privacy-preserving training of a CNN's last layer on CKKS ciphertexts.
-fn main() {}
+
+mod bench;
+mod util;
+
+use clap::{Parser, Subcommand};
+use util::CliError;
+
+#[derive(Parser, Debug)]
+#[command(name = "volley", version, about = "Privacy-preserving CNN transfer learning on CKKS homomorphic encryption")]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the parameter presets (N, slots, levels, log QP, dnum, security bound).
+    Params,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// CKKS engine operations at a preset.
+    Ckks(bench::BenchCkksArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let Err(e) = volley_ckks::set_threads(threads) {
+        eprintln!("error: cannot start {threads} threads: {e}");
+        std::process::exit(1);
+    }
+    let result: Result<(), CliError> = match &cli.command {
+        Command::Params => print_params(),
+        Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn print_params() -> Result<(), CliError> {
+    for name in volley_ckks::params::PRESETS {
+        let p = volley_ckks::Params::preset(name)?;
+        println!("{name:<10} {}", p.summary());
+    }
+    Ok(())
+}

@@ -1,1 +1,24 @@
-//! Encrypted training of the classification layer (the paper's SigmoidNAGQG).
+//! `volley-train`: the paper's encrypted training of a classification layer
+//! (multiclass logistic regression with Nesterov's accelerated gradient and the quadratic
+//! gradient, a degree-3 sigmoid polynomial), client and server sides.
+//!
+//! - [`data`]: feature tables, row ranges, the design matrix and preconditioner;
+//! - [`algorithm`]: the plaintext reference of the same algorithm, metrics;
+//! - [`layout`]: the slot layouts of the two schedules (Volley Revolver packing);
+//! - [`setup`]: parameter choice and rotation keys;
+//! - [`bundle`]: the upload and the encrypted model;
+//! - [`client`] (feature `client`): keys, encryption, decryption;
+//! - [`server`]: training on ciphertexts with public keys only.
+#![deny(missing_docs)]
+
+pub mod algorithm;
+pub mod bundle;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod data;
+pub mod error;
+pub mod layout;
+pub mod server;
+pub mod setup;
+
+pub use error::{Result, TrainError};

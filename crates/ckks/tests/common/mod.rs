@@ -13,14 +13,17 @@ pub struct Ctx {
     pub eval: Evaluator,
 }
 
-/// N = 2^log_n, `levels` 40-bit primes over a 55-bit base, 2 special primes, dnum digits.
+/// N = 2^log_n, `levels` 40-bit primes over a 55-bit base, dnum digits and enough special primes.
 pub fn ctx(log_n: u32, levels: usize, dnum: usize, steps: &[i64]) -> Ctx {
     let mut log_q = vec![55];
     log_q.extend(std::iter::repeat_n(40, levels));
+    // Enough 58-bit special primes to cover the largest digit.
+    let alpha = (levels + 1).div_ceil(dnum);
+    let special = (55 + 40 * (alpha - 1)).div_ceil(58);
     let params = Params::new_insecure(ParamsLiteral {
         log_n,
         log_q,
-        log_p: vec![58, 58],
+        log_p: vec![58; special],
         dnum,
         secret: SecretDistribution::Ternary,
         log_scale: 40,

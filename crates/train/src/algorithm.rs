@@ -1,0 +1,178 @@
+//! The paper's training algorithm ("SigmoidNAGQG", Chiang 2023) in plain f64: the reference
+//! the encrypted trainer must reproduce, and `volley train --plaintext`.
+
+use crate::data::Design;
+
+/// The paper's degree-3 least-squares sigmoid: 0.5 + c1 x + c3 x^3.
+pub const SIGMOID_C0: f64 = 0.5;
+/// Linear coefficient.
+pub const SIGMOID_C1: f64 = 0.106_795_345_032_162_94;
+/// Cubic coefficient.
+pub const SIGMOID_C3: f64 = -0.000_385_032_598_050_75;
+
+/// The polynomial sigmoid.
+pub fn sigmoid_poly(x: f64) -> f64 {
+    SIGMOID_C0 + SIGMOID_C1 * x + SIGMOID_C3 * x * x * x
+}
+
+/// Per-iteration constants of the Nesterov schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepConstants {
+    /// eta_t = (1 - alpha_t) / alpha_{t+1}.
+    pub eta: f64,
+    /// gamma_t = 1 / ((t + 1) n).
+    pub gamma: f64,
+}
+
+/// alpha_0 = 0.01, alpha_{t+1} = (1 + sqrt(1 + 4 alpha_t^2)) / 2; eta_t and gamma_t for t < iters.
+pub fn schedule(iterations: usize, n: usize) -> Vec<StepConstants> {
+    let mut alpha = 0.01f64;
+    (0..iterations)
+        .map(|t| {
+            let next = (1.0 + (1.0 + 4.0 * alpha * alpha).sqrt()) / 2.0;
+            let c = StepConstants { eta: (1.0 - alpha) / next, gamma: 1.0 / ((t + 1) as f64 * n as f64) };
+            alpha = next;
+            c
+        })
+        .collect()
+}
+
+/// Class weights: c rows of d_hat values (bias weight first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Weights {
+    /// Number of classes.
+    pub c: usize,
+    /// Row width (padded).
+    pub d_hat: usize,
+    /// Row-major c x d_hat.
+    pub w: Vec<f64>,
+}
+
+impl Weights {
+    /// All weights equal to `value` on the real columns (< d), zero on padding.
+    pub fn constant(c: usize, d: usize, d_hat: usize, value: f64) -> Self {
+        let mut w = vec![0f64; c * d_hat];
+        for k in 0..c {
+            w[k * d_hat..k * d_hat + d].fill(value);
+        }
+        Self { c, d_hat, w }
+    }
+
+    /// Row k.
+    pub fn row(&self, k: usize) -> &[f64] {
+        &self.w[k * self.d_hat..(k + 1) * self.d_hat]
+    }
+
+    /// Scores x . W_k for a feature row *without* bias (the bias weight is column 0).
+    pub fn scores(&self, features: &[f64]) -> Vec<f64> {
+        (0..self.c)
+            .map(|k| {
+                let r = self.row(k);
+                r[0] + features.iter().zip(&r[1..]).map(|(x, w)| x * w).sum::<f64>()
+            })
+            .collect()
+    }
+
+    /// argmax_k x . W_k (first maximum on ties).
+    pub fn predict(&self, features: &[f64]) -> usize {
+        let s = self.scores(features);
+        let mut best = 0;
+        for k in 1..s.len() {
+            if s[k] > s[best] {
+                best = k;
+            }
+        }
+        best
+    }
+}
+
+/// Runs `iterations` of the paper's update from initial weights `w0` (W = V = w0):
+/// Z = X V^T; P = sigma(Z); G = (Y - P)^T X; Q = b (.) G;
+/// T = W + (1 + gamma_t) Q; W <- (1 - eta_t) T + eta_t V; V <- T.
+pub fn train_plain(design: &Design, iterations: usize, w0: &Weights) -> Weights {
+    let (n, c, dh) = (design.n, design.c, design.d_hat);
+    let mut w = w0.w.clone();
+    let mut v = w0.w.clone();
+    for step in schedule(iterations, n) {
+        let mut g = vec![0f64; c * dh];
+        for i in 0..n {
+            let x = design.row(i);
+            for k in 0..c {
+                let z: f64 = x.iter().zip(&v[k * dh..(k + 1) * dh]).map(|(a, b)| a * b).sum();
+                let e = design.y(i, k) - sigmoid_poly(z);
+                for (gj, &xj) in g[k * dh..(k + 1) * dh].iter_mut().zip(x) {
+                    *gj += e * xj;
+                }
+            }
+        }
+        for k in 0..c {
+            for j in 0..dh {
+                let idx = k * dh + j;
+                let q = design.b[j] * g[idx];
+                let t = w[idx] + (1.0 + step.gamma) * q;
+                w[idx] = (1.0 - step.eta) * t + step.eta * v[idx];
+                v[idx] = t;
+            }
+        }
+    }
+    Weights { c, d_hat: dh, w }
+}
+
+/// Fraction of rows predicted correctly.
+pub fn accuracy(weights: &Weights, features: &[&[f64]], labels: &[usize]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    let ok = features.iter().zip(labels).filter(|(x, l)| weights.predict(x) == **l).count();
+    ok as f64 / labels.len() as f64
+}
+
+/// Fraction of rows on which two models predict the same class.
+pub fn agreement(a: &Weights, b: &Weights, features: &[&[f64]]) -> f64 {
+    if features.is_empty() {
+        return 0.0;
+    }
+    features.iter().filter(|x| a.predict(x) == b.predict(x)).count() as f64 / features.len() as f64
+}
+
+/// Largest |a - b| over the real columns of the two weight matrices.
+pub fn max_abs_difference(a: &Weights, b: &Weights, d: usize) -> f64 {
+    let mut m = 0f64;
+    for k in 0..a.c.min(b.c) {
+        for j in 0..d {
+            m = m.max((a.row(k)[j] - b.row(k)[j]).abs());
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FeatureTable;
+
+    #[test]
+    fn schedule_matches_definition() {
+        let s = schedule(3, 128);
+        let a1 = (1.0 + (1.0f64 + 4.0 * 0.0001).sqrt()) / 2.0;
+        assert!((s[0].eta - (1.0 - 0.01) / a1).abs() < 1e-15);
+        assert!((s[1].gamma - 1.0 / 256.0).abs() < 1e-15);
+        assert!(sigmoid_poly(0.0) == 0.5 && sigmoid_poly(1.0) > 0.5);
+    }
+
+    #[test]
+    fn plain_training_learns_separable_data() {
+        // Two clusters: class = (feature 0 > 0).
+        let mut text = String::new();
+        for i in 0..40 {
+            let x = if i % 2 == 0 { 1.0 + i as f64 * 0.01 } else { -1.0 - i as f64 * 0.01 };
+            text.push_str(&format!("{},{x},{}\n", i % 2, 0.3));
+        }
+        let t = FeatureTable::parse_csv(&text, "t").expect("valid");
+        let d = Design::new(&t, 2, 4).expect("fits");
+        let w = train_plain(&d, 5, &Weights::constant(2, 3, 4, 0.0));
+        let rows: Vec<&[f64]> = (0..t.rows()).map(|i| t.row(i)).collect();
+        assert_eq!(accuracy(&w, &rows, &t.labels), 1.0);
+        assert_eq!(agreement(&w, &w, &rows), 1.0);
+    }
+}

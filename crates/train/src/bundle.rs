@@ -1,0 +1,78 @@
+//! What crosses the wire: the client's upload (ciphertexts + public evaluation keys, never a
+//! secret) and the server's encrypted model, each with a JSON manifest.
+
+use crate::layout::{Geometry, Schedule};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use volley_ckks::{Ciphertext, EvaluationKeys, Params, ParamsLiteral};
+
+/// Version of the bundle layout.
+pub const BUNDLE_VERSION: u32 = 1;
+
+/// The description of an upload: enough for the server to train and for anyone to check
+/// what was sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Bundle format version.
+    pub version: u32,
+    /// Parameter name (preset or generated).
+    pub params_name: String,
+    /// The parameter literal.
+    pub params: ParamsLiteral,
+    /// SHA-256 fingerprint of the parameters (hex).
+    pub fingerprint: String,
+    /// Identifier of the client key the upload was encrypted under.
+    pub key_id: String,
+    /// Matrix-product schedule the keys were generated for.
+    pub schedule: Schedule,
+    /// Shapes.
+    pub geometry: Geometry,
+    /// Iterations the parameters and keys were made for.
+    pub iterations: usize,
+    /// Ciphertext counts per group ("x", "xb", "y", "w0", "b").
+    pub ciphertexts: std::collections::BTreeMap<String, usize>,
+    /// Serialized byte sizes per group, and "keys".
+    pub bytes: std::collections::BTreeMap<String, u64>,
+}
+
+impl Manifest {
+    /// Total ciphertexts.
+    pub fn ciphertext_count(&self) -> usize {
+        self.ciphertexts.values().sum()
+    }
+
+    /// Total bytes (ciphertexts and keys).
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes.values().sum()
+    }
+}
+
+/// The client's upload.
+#[derive(Clone, Debug)]
+pub struct UploadBundle {
+    /// Manifest.
+    pub manifest: Manifest,
+    /// Parameters (rebuilt from the manifest's literal and checked against its fingerprint).
+    pub params: Arc<Params>,
+    /// Relinearisation and rotation keys.
+    pub keys: EvaluationKeys,
+    /// Ciphertext groups: "x" (rows of X), "xb" (X diag(b), diagonal schedule), "y" (labels),
+    /// "w0" (initial weights), "b" (preconditioner rows, paper schedule).
+    pub groups: std::collections::BTreeMap<String, Vec<Ciphertext>>,
+}
+
+impl UploadBundle {
+    /// A ciphertext group, or an error naming it.
+    pub fn group(&self, name: &str) -> crate::Result<&[Ciphertext]> {
+        self.groups.get(name).map(Vec::as_slice).ok_or_else(|| crate::TrainError::Mismatch(format!("the upload has no {name:?} ciphertexts")))
+    }
+}
+
+/// The encrypted result of training.
+#[derive(Clone, Debug)]
+pub struct EncryptedModel {
+    /// The upload's manifest (shapes, schedule, fingerprint).
+    pub manifest: Manifest,
+    /// Weight ciphertexts: n_o diagonals (diagonal schedule) or one row-packed ciphertext.
+    pub weights: Vec<Ciphertext>,
+}

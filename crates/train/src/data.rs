@@ -1,0 +1,246 @@
+//! Feature tables: the paper's CSV format, row ranges, validation, and the padded design
+//! matrix with bias column and one-hot labels.
+
+use crate::error::{Result, TrainError};
+use std::ops::Range;
+use std::path::Path;
+
+/// Labelled feature vectors (one row per image).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureTable {
+    /// Class label of each row.
+    pub labels: Vec<usize>,
+    /// Features, row-major: `rows x cols`.
+    pub features: Vec<f64>,
+    /// Number of features per row.
+    pub cols: usize,
+}
+
+impl FeatureTable {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Row `i`'s features.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.features[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Builds a table, validating shapes and values.
+    pub fn new(labels: Vec<usize>, features: Vec<f64>, cols: usize) -> Result<Self> {
+        if cols == 0 {
+            return Err(TrainError::Data("feature rows have no features".into()));
+        }
+        if features.len() != labels.len() * cols {
+            return Err(TrainError::Data(format!("{} values for {} rows of {cols} features", features.len(), labels.len())));
+        }
+        if let Some(pos) = features.iter().position(|v| !v.is_finite()) {
+            return Err(TrainError::Data(format!("row {} feature {}: value is not finite", pos / cols, pos % cols)));
+        }
+        Ok(Self { labels, features, cols })
+    }
+
+    /// Parses the paper's CSV: no header, label first (an integer, possibly written `5.0`),
+    /// then the features, comma-separated. Empty lines are skipped.
+    pub fn parse_csv(text: &str, source: &str) -> Result<Self> {
+        let mut labels = Vec::new();
+        let mut features = Vec::new();
+        let mut cols: Option<usize> = None;
+        for (lineno, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = || format!("{source}:{}", lineno + 1);
+            let mut fields = line.split(',').map(str::trim);
+            let label_text = fields.next().unwrap_or("");
+            let label = parse_label(label_text).ok_or_else(|| TrainError::Data(format!("{}: label {label_text:?} is not a non-negative integer", at())))?;
+            let start = features.len();
+            for (k, f) in fields.enumerate() {
+                let v: f64 = f.parse().map_err(|_| TrainError::Data(format!("{}: feature {} ({f:?}) is not a number", at(), k + 1)))?;
+                if !v.is_finite() {
+                    return Err(TrainError::Data(format!("{}: feature {} is {v}", at(), k + 1)));
+                }
+                features.push(v);
+            }
+            let n = features.len() - start;
+            match cols {
+                None if n == 0 => return Err(TrainError::Data(format!("{}: a label but no features", at()))),
+                None => cols = Some(n),
+                Some(c) if c != n => return Err(TrainError::Data(format!("{}: {n} features, but earlier rows have {c} (ragged CSV)", at()))),
+                Some(_) => {}
+            }
+            labels.push(label);
+        }
+        let cols = cols.ok_or_else(|| TrainError::Data(format!("{source}: no data rows")))?;
+        Self::new(labels, features, cols)
+    }
+
+    /// Reads a CSV feature file.
+    pub fn read_csv(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.display().to_string(), source })?;
+        Self::parse_csv(&text, &path.display().to_string())
+    }
+
+    /// The rows in `range`.
+    pub fn select(&self, range: &Range<usize>) -> Result<Self> {
+        if range.start >= range.end || range.end > self.rows() {
+            return Err(TrainError::Range {
+                range: format!("{}..{}", range.start, range.end),
+                msg: format!("must be a non-empty part of the {} rows", self.rows()),
+            });
+        }
+        Ok(Self {
+            labels: self.labels[range.clone()].to_vec(),
+            features: self.features[range.start * self.cols..range.end * self.cols].to_vec(),
+            cols: self.cols,
+        })
+    }
+
+    /// Number of classes: 1 + the largest label.
+    pub fn num_classes(&self) -> usize {
+        self.labels.iter().copied().max().map_or(0, |m| m + 1)
+    }
+}
+
+fn parse_label(s: &str) -> Option<usize> {
+    if let Ok(v) = s.parse::<usize>() {
+        return Some(v);
+    }
+    let f: f64 = s.parse().ok()?;
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 1e9).then_some(f as usize)
+}
+
+/// Parses a half-open row range `START..END`.
+pub fn parse_range(s: &str) -> Result<Range<usize>> {
+    let err = |msg: &str| TrainError::Range { range: s.to_string(), msg: msg.to_string() };
+    let (a, b) = s.split_once("..").ok_or_else(|| err("expected START..END (half-open, e.g. 0..128)"))?;
+    let start: usize = a.trim().parse().map_err(|_| err("START is not a non-negative integer"))?;
+    let end: usize = b.trim().parse().map_err(|_| err("END is not a non-negative integer"))?;
+    if end <= start {
+        return Err(err("END must be greater than START"));
+    }
+    Ok(start..end)
+}
+
+/// The training problem in the paper's form: X (n x d_hat) with a leading bias column of ones
+/// and zero padding, one-hot Y (n x c), and the quadratic-gradient preconditioner b.
+#[derive(Clone, Debug)]
+pub struct Design {
+    /// Rows n.
+    pub n: usize,
+    /// Columns with bias, d = features + 1.
+    pub d: usize,
+    /// Padded width (power of two).
+    pub d_hat: usize,
+    /// Classes c.
+    pub c: usize,
+    /// X, row-major n x d_hat.
+    pub x: Vec<f64>,
+    /// Labels of the rows.
+    pub labels: Vec<usize>,
+    /// b_j for j < d_hat (0 on padding columns, where the gradient is identically 0).
+    pub b: Vec<f64>,
+}
+
+/// The paper's epsilon in the preconditioner.
+pub const QG_EPSILON: f64 = 1e-10;
+
+impl Design {
+    /// Builds X with bias and padding to `d_hat` (>= d, a power of two), Y's labels, and
+    /// b_j = 1 / (eps + 1/4 sum_i |x_ij| sum_k |x_ik|) (Chiang's quadratic-gradient bound).
+    pub fn new(table: &FeatureTable, classes: usize, d_hat: usize) -> Result<Self> {
+        let n = table.rows();
+        let d = table.cols + 1;
+        if classes < 2 {
+            return Err(TrainError::Data(format!("need at least 2 classes, the data has {classes}")));
+        }
+        if let Some((i, &l)) = table.labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
+            return Err(TrainError::Data(format!("row {i}: label {l} is out of range for {classes} classes")));
+        }
+        if d > d_hat || !d_hat.is_power_of_two() {
+            return Err(TrainError::Capacity(format!("{d} columns (features + bias) do not fit the padded width {d_hat}")));
+        }
+        let mut x = vec![0f64; n * d_hat];
+        for i in 0..n {
+            x[i * d_hat] = 1.0;
+            x[i * d_hat + 1..i * d_hat + d].copy_from_slice(table.row(i));
+        }
+        let row_abs: Vec<f64> = (0..n).map(|i| x[i * d_hat..(i + 1) * d_hat].iter().map(|v| v.abs()).sum()).collect();
+        let b = (0..d_hat)
+            .map(|j| {
+                if j >= d {
+                    return 0.0;
+                }
+                let s: f64 = (0..n).map(|i| x[i * d_hat + j].abs() * row_abs[i]).sum();
+                1.0 / (QG_EPSILON + 0.25 * s)
+            })
+            .collect();
+        Ok(Self { n, d, d_hat, c: classes, x, labels: table.labels.clone(), b })
+    }
+
+    /// Row i of X.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.x[i * self.d_hat..(i + 1) * self.d_hat]
+    }
+
+    /// One-hot Y_ik.
+    pub fn y(&self, i: usize, k: usize) -> f64 {
+        f64::from(self.labels[i] == k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_accepts_paper_format_and_rejects_bad_rows() {
+        let t = FeatureTable::parse_csv("5.0,1,2,3\n0,4,5,6\n\n", "t").expect("valid");
+        assert_eq!(t.labels, vec![5, 0]);
+        assert_eq!(t.cols, 3);
+        assert_eq!(t.row(1), &[4.0, 5.0, 6.0]);
+        for (bad, needle) in [
+            ("1,2,3\n2,3\n", "ragged"),
+            ("1,2,x\n", "not a number"),
+            ("1,2,NaN\n", "is NaN"),
+            ("1,2,inf\n", "is inf"),
+            ("-1,2,3\n", "label"),
+            ("2.5,1,1\n", "label"),
+            ("", "no data rows"),
+            ("3\n", "no features"),
+        ] {
+            let e = FeatureTable::parse_csv(bad, "t").expect_err(bad).to_string();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0..128").ok(), Some(0..128));
+        assert_eq!(parse_range(" 128 .. 512 ").ok(), Some(128..512));
+        for bad in ["0-128", "5..5", "9..3", "a..4", "..4", "1.."] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+        let t = FeatureTable::parse_csv("1,1\n0,2\n1,3\n", "t").expect("valid");
+        assert_eq!(t.select(&(1..3)).map(|s| s.labels).ok(), Some(vec![0, 1]));
+        assert!(t.select(&(2..4)).is_err());
+    }
+
+    #[test]
+    fn design_matrix_and_preconditioner() {
+        let t = FeatureTable::parse_csv("1,1,2\n0,3,-1\n", "t").expect("valid");
+        let d = Design::new(&t, 2, 4).expect("fits");
+        assert_eq!(d.row(0), &[1.0, 1.0, 2.0, 0.0]);
+        assert_eq!(d.row(1), &[1.0, 3.0, -1.0, 0.0]);
+        // Row sums of |x|: 4 and 5. b_0 = 1/(eps + (4 + 5)/4).
+        assert!((d.b[0] - 1.0 / (1e-10 + 9.0 / 4.0)).abs() < 1e-12);
+        assert!((d.b[1] - 1.0 / (1e-10 + (4.0 + 15.0) / 4.0)).abs() < 1e-12);
+        assert_eq!(d.b[3], 0.0);
+        assert!(Design::new(&t, 1, 4).is_err());
+        assert!(Design::new(&t, 2, 2).is_err());
+        let t3 = FeatureTable::parse_csv("7,1,1\n", "t").expect("valid");
+        assert!(Design::new(&t3, 3, 4).expect_err("label").to_string().contains("out of range"));
+    }
+}

@@ -1,0 +1,262 @@
+//! The server: trains on an [`UploadBundle`] with public keys only. This module compiles
+//! without the `client` feature, where no secret-key type exists (checked in CI).
+
+use crate::algorithm::{SIGMOID_C1, SIGMOID_C3, schedule};
+use crate::bundle::{EncryptedModel, UploadBundle};
+use crate::error::{Result, TrainError};
+use crate::layout::{Geometry, Schedule};
+use std::time::Instant;
+use volley_ckks::{Ciphertext, Complex64, Encoder, Evaluator, OpCounts};
+
+/// Progress of a training run, for progress bars.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// One-time preparation (rotated copies of X): done of total.
+    Precompute(usize, usize),
+    /// Iteration t finished of total.
+    Iteration(usize, usize),
+}
+
+/// What the server measured.
+#[derive(Clone, Debug, Default)]
+pub struct TrainStats {
+    /// Key switches of each iteration (rotations + relinearisations).
+    pub key_switches_per_iteration: Vec<u64>,
+    /// Key switches of the one-time preparation.
+    pub key_switches_precompute: u64,
+    /// Key switches of the final weight combination.
+    pub key_switches_final: u64,
+    /// Seconds per iteration.
+    pub seconds_per_iteration: Vec<f64>,
+    /// Seconds of the preparation.
+    pub seconds_precompute: f64,
+    /// All operation counts.
+    pub op_counts: OpCounts,
+}
+
+/// Trains `iterations` iterations (at most what the bundle was keyed for).
+pub fn train(bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(EncryptedModel, TrainStats)> {
+    let m = &bundle.manifest;
+    if bundle.params.fingerprint_hex() != m.fingerprint {
+        return Err(TrainError::Mismatch("the bundle's parameters do not match its manifest fingerprint".into()));
+    }
+    let needed = m.schedule.levels_needed(iterations);
+    let have = bundle.params.max_level();
+    if iterations == 0 {
+        return Err(TrainError::Data("at least one iteration is needed".into()));
+    }
+    if needed > have {
+        return Err(TrainError::Capacity(format!(
+            "{iterations} iterations of the {} schedule need {needed} levels but these parameters have {have} (the bundle was prepared for {} iterations); without bootstrapping, encrypt again with --iters {iterations}",
+            m.schedule.name(),
+            m.iterations
+        )));
+    }
+    let eval = Evaluator::new(bundle.params.clone(), bundle.keys.clone());
+    let enc = Encoder::new(bundle.params.clone());
+    let ctx = Ctx { eval: &eval, enc: &enc, g: m.geometry };
+    let (weights, stats) = match m.schedule {
+        Schedule::Diagonal => diagonal::train(&ctx, bundle, iterations, progress)?,
+        Schedule::Paper => paper::train(&ctx, bundle, iterations, progress)?,
+    };
+    Ok((EncryptedModel { manifest: m.clone(), weights }, stats))
+}
+
+struct Ctx<'a> {
+    eval: &'a Evaluator,
+    enc: &'a Encoder,
+    g: Geometry,
+}
+
+impl Ctx<'_> {
+    fn q(&self, level: usize) -> f64 {
+        self.eval.params().ring().q(level).value() as f64
+    }
+
+    fn encode(&self, v: &[f64], level: usize, scale: f64) -> Result<volley_ckks::Plaintext> {
+        Ok(self.enc.encode(v, level, scale, self.g.slots)?)
+    }
+
+    /// (1 - eta) a + eta b landing on `scale` at `level` (each operand spends one level on its
+    /// constant, above `level`).
+    fn combine(&self, a: &Ciphertext, ca: f64, b: Option<(&Ciphertext, f64)>, scale: f64, level: usize) -> Result<Ciphertext> {
+        let term = |ct: &Ciphertext, c: f64| -> Result<Ciphertext> {
+            let mut t = ct.clone();
+            self.eval.mul_const_to_scale_assign(&mut t, Complex64::new(c, 0.0), scale)?;
+            self.eval.drop_to_level_assign(&mut t, level)?;
+            Ok(t)
+        };
+        let mut out = term(a, ca)?;
+        if let Some((b, cb)) = b {
+            self.eval.add_assign(&mut out, &term(b, cb)?)?;
+        }
+        Ok(out)
+    }
+
+    /// E = (1 + gamma) * mask * (Y - sigma(Z)) at level(Z) - 2 with scale `s_e`, the
+    /// mask folded into the polynomial's coefficients so it costs no extra level:
+    /// E = (1+g) Y - 0.5 (1+g) mask - [c1 (1+g) mask] Z - ([c3 (1+g) mask] Z) Z^2.
+    fn error_term(&self, z: &Ciphertext, y: &Ciphertext, m: usize, gamma: f64, s_e: f64) -> Result<Ciphertext> {
+        let (eval, g) = (self.eval, &self.g);
+        let a = z.level();
+        let f = 1.0 + gamma;
+        let mut z2 = eval.square(z)?;
+        eval.rescale_assign(&mut z2)?;
+        // B = [c3 f mask] Z at a-1, scale chosen so that B * Z^2 lands on s_e.
+        let s_b = s_e * self.q(a - 1) / z2.scale();
+        let pt_b = self.encode(&g.label_mask(m, SIGMOID_C3 * f), a, s_b * self.q(a) / z.scale())?;
+        let mut b = eval.mul_plain(z, &pt_b)?;
+        eval.rescale_assign(&mut b)?;
+        let mut cubic = eval.mul_relin(&b, &z2)?;
+        eval.rescale_assign(&mut cubic)?;
+        let pt_a = self.encode(&g.label_mask(m, SIGMOID_C1 * f), a, s_e * self.q(a) / z.scale())?;
+        let mut lin = eval.mul_plain(z, &pt_a)?;
+        eval.rescale_assign(&mut lin)?;
+        let mut e = y.clone();
+        eval.mul_const_to_scale_assign(&mut e, Complex64::new(f, 0.0), s_e)?;
+        eval.drop_to_level_assign(&mut e, a - 2)?;
+        eval.sub_assign(&mut e, &lin)?;
+        eval.sub_assign(&mut e, &cubic)?;
+        let pt_c = self.encode(&g.label_mask(m, -0.5 * f), a - 2, s_e)?;
+        eval.add_plain_assign(&mut e, &pt_c)?;
+        Ok(e)
+    }
+}
+
+fn counts_delta(a: OpCounts, b: OpCounts) -> u64 {
+    b.key_switches - a.key_switches
+}
+
+mod diagonal {
+    use super::*;
+    use rayon::prelude::*;
+
+    pub(super) fn train(ctx: &Ctx, bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
+        let (eval, g) = (ctx.eval, ctx.g);
+        let x = bundle.group("x")?;
+        let xb = bundle.group("xb")?;
+        let y = bundle.group("y")?;
+        let w0 = bundle.group("w0")?;
+        if x.len() != g.row_cts || xb.len() != g.row_cts || y.len() != g.row_cts || w0.len() != g.diagonals {
+            return Err(TrainError::Mismatch("the upload's ciphertext counts do not match its manifest".into()));
+        }
+        let mut stats = TrainStats::default();
+        let top = bundle.params.max_level();
+        let n_o = g.diagonals;
+        let steps: Vec<i64> = (0..n_o as i64).map(|t| -t).collect();
+        // One-time: X and X diag(b) rotated right by t < n_o, hoisted (one ModUp per ciphertext).
+        // X diag(b) is first used three levels down: rotate it there, where it is cheaper.
+        let t0 = Instant::now();
+        let before = eval.op_counts();
+        let total = 2 * g.row_cts;
+        let mut done = 0;
+        let mut x_rot = Vec::with_capacity(g.row_cts);
+        let mut xb_rot = Vec::with_capacity(g.row_cts);
+        for mi in 0..g.row_cts {
+            x_rot.push(eval.rotate_hoisted(&x[mi], &steps)?);
+            done += 1;
+            progress(Progress::Precompute(done, total));
+            let low = eval.drop_to_level(&xb[mi], top - 3)?;
+            xb_rot.push(eval.rotate_hoisted(&low, &steps)?);
+            done += 1;
+            progress(Progress::Precompute(done, total));
+        }
+        stats.key_switches_precompute = counts_delta(before, eval.op_counts());
+        stats.seconds_precompute = t0.elapsed().as_secs_f64();
+
+        let consts = schedule(iterations, g.n);
+        let s_e = bundle.params.default_scale();
+        let mut v: Vec<Ciphertext> = w0.to_vec();
+        let mut v_prev: Option<Vec<Ciphertext>> = None;
+        for (t, step) in consts.iter().enumerate() {
+            let t_start = Instant::now();
+            let before = eval.op_counts();
+            let a = v[0].level();
+            // Z per row ciphertext: sum_t D_t(V) (.) rot(X, -t), one relinearisation for all
+            // n_o products, then fold over j = k (mod n_o).
+            let z: Vec<Ciphertext> = (0..g.row_cts)
+                .map(|mi| -> Result<Ciphertext> {
+                    let mut acc: Option<Ciphertext> = None;
+                    for (d, xr) in v.iter().zip(&x_rot[mi]) {
+                        let xr = eval.drop_to_level(xr, a)?;
+                        let p = eval.mul_no_relin(d, &xr)?;
+                        match acc.as_mut() {
+                            None => acc = Some(p),
+                            Some(s) => eval.add_assign(s, &p)?,
+                        }
+                    }
+                    let mut s = acc.ok_or_else(|| TrainError::Data("no weight diagonals".into()))?;
+                    eval.relinearize_assign(&mut s)?;
+                    eval.rescale_assign(&mut s)?;
+                    Ok(eval.inner_sum(&s, n_o as i64, g.d_hat / n_o)?)
+                })
+                .collect::<Result<_>>()?;
+            // E = (1 + gamma)(Y - sigma(Z)) masked, replicated back over each row.
+            let e_rep: Vec<Ciphertext> = z
+                .iter()
+                .enumerate()
+                .map(|(mi, zm)| -> Result<Ciphertext> {
+                    let e = ctx.error_term(zm, &y[mi], mi, step.gamma, s_e)?;
+                    Ok(eval.replicate(&e, n_o as i64, g.d_hat / n_o)?)
+                })
+                .collect::<Result<_>>()?;
+            let le = e_rep[0].level();
+            // Gradient diagonals: sum over row ciphertexts of E (.) rot(X diag(b), -t), one
+            // relinearisation each, then fold over the rows. Independent per diagonal.
+            let grads: Vec<Ciphertext> = (0..n_o)
+                .into_par_iter()
+                .map(|td| -> Result<Ciphertext> {
+                    let mut acc: Option<Ciphertext> = None;
+                    for (mi, e) in e_rep.iter().enumerate() {
+                        let xr = eval.drop_to_level(&xb_rot[mi][td], le)?;
+                        let p = eval.mul_no_relin(e, &xr)?;
+                        match acc.as_mut() {
+                            None => acc = Some(p),
+                            Some(s) => eval.add_assign(s, &p)?,
+                        }
+                    }
+                    let mut s = acc.ok_or_else(|| TrainError::Data("no rows".into()))?;
+                    eval.relinearize_assign(&mut s)?;
+                    eval.rescale_assign(&mut s)?;
+                    Ok(eval.inner_sum(&s, g.d_hat as i64, g.rows_per_ct)?)
+                })
+                .collect::<Result<_>>()?;
+            let (s_g, l_g) = (grads[0].scale(), grads[0].level());
+            // T = W_t + (1 + gamma) Q, with W_t = (1 - eta_{t-1}) V_t + eta_{t-1} V_{t-1}
+            // (W_0 = V_0): only V is carried, and the combination spends levels of operands
+            // that sit above the gradient, so it adds no depth.
+            let next: Vec<Ciphertext> = (0..n_o)
+                .map(|td| -> Result<Ciphertext> {
+                    let w = match (&v_prev, t) {
+                        (Some(vp), t) if t > 0 => ctx.combine(&v[td], 1.0 - consts[t - 1].eta, Some((&vp[td], consts[t - 1].eta)), s_g, l_g)?,
+                        _ => ctx.combine(&v[td], 1.0, None, s_g, l_g)?,
+                    };
+                    let mut out = grads[td].clone();
+                    eval.add_assign(&mut out, &w)?;
+                    Ok(out)
+                })
+                .collect::<Result<_>>()?;
+            v_prev = Some(std::mem::replace(&mut v, next));
+            stats.key_switches_per_iteration.push(counts_delta(before, eval.op_counts()));
+            stats.seconds_per_iteration.push(t_start.elapsed().as_secs_f64());
+            progress(Progress::Iteration(t + 1, iterations));
+        }
+        // W_T = (1 - eta_{T-1}) V_T + eta_{T-1} V_{T-1}.
+        let before = eval.op_counts();
+        let last = consts[iterations - 1].eta;
+        let vp = v_prev.ok_or_else(|| TrainError::Data("no iterations".into()))?;
+        let level = v[0].level() - 1;
+        let w: Vec<Ciphertext> = v.iter().zip(&vp).map(|(a, b)| ctx.combine(a, 1.0 - last, Some((b, last)), s_e, level)).collect::<Result<_>>()?;
+        stats.key_switches_final = counts_delta(before, eval.op_counts());
+        stats.op_counts = eval.op_counts();
+        Ok((w, stats))
+    }
+}
+
+mod paper {
+    use super::*;
+
+    pub(super) fn train(_ctx: &Ctx, _bundle: &UploadBundle, _iterations: usize, _progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
+        Err(TrainError::Capacity("the paper schedule is not implemented yet".into()))
+    }
+}

@@ -1,0 +1,103 @@
+//! The encrypted trainer against the plaintext reference on generated data, both schedules,
+//! with small (explicitly insecure) rings so the test runs in seconds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use volley_ckks::{Params, ParamsLiteral, SecretDistribution};
+use volley_train::algorithm::{Weights, agreement, max_abs_difference, train_plain};
+use volley_train::client::Client;
+use volley_train::data::{Design, FeatureTable};
+use volley_train::layout::Schedule;
+use volley_train::server::train;
+
+fn synthetic(n: usize, f: usize, c: usize) -> FeatureTable {
+    let mut labels = Vec::new();
+    let mut feats = Vec::new();
+    let mut s = 12345u64;
+    let mut rnd = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for i in 0..n {
+        let label = i % c;
+        labels.push(label);
+        for j in 0..f {
+            let signal = if j % c == label { 2.0 } else { 0.0 };
+            feats.push(signal + rnd());
+        }
+    }
+    FeatureTable::new(labels, feats, f).unwrap()
+}
+
+fn run(schedule: Schedule, iterations: usize, log_n: u32) {
+    run_init(schedule, iterations, log_n, 0.0)
+}
+
+fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
+    let (n, f, c) = (100, 9, 3);
+    let table = synthetic(n, f, c);
+    let levels = schedule.levels_needed(iterations) + std::env::var("EXTRA").map(|v| v.parse::<usize>().unwrap()).unwrap_or(0);
+    let mut log_q = vec![60];
+    log_q.extend(std::iter::repeat_n(40, levels));
+    let alpha = (levels + 1).div_ceil(4);
+    let special = (60 + 40 * (alpha - 1)).div_ceil(60);
+    let lit = ParamsLiteral { log_n, log_q, log_p: vec![60; special], dnum: 4, secret: SecretDistribution::Ternary, log_scale: 40, sigma: 3.19 };
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit, params).unwrap();
+    let design = Design::new(&table, c, 16).unwrap();
+    let g = client.geometry(schedule, &design).unwrap();
+    let mut w0 = Weights::constant(c, design.d, g.d_hat, init);
+    for k in 0..c {
+        for j in 0..design.d {
+            w0.w[k * g.d_hat + j] *= 1.0 + 0.3 * ((k * 7 + j) % 5) as f64;
+        }
+    }
+    let keys = client.evaluation_keys(schedule, &g);
+    let bundle = client.encrypt_upload(schedule, &design, iterations, &w0, keys).unwrap();
+    let (model, stats) = train(&bundle, iterations, &mut |_| {}).unwrap();
+    assert_eq!(stats.key_switches_per_iteration.len(), iterations);
+    let w_he = client.decrypt_model(&model).unwrap();
+    let design_g = Design::new(&table, c, g.d_hat).unwrap();
+    let w_plain = train_plain(&design_g, iterations, &w0);
+    let err = max_abs_difference(&w_he, &w_plain, design.d);
+    if std::env::var("DEBUG_W").is_ok() {
+        for k in 0..c {
+            eprintln!("he    {k}: {:?}", &w_he.row(k)[..design.d]);
+            eprintln!("plain {k}: {:?}", &w_plain.row(k)[..design.d]);
+        }
+    }
+    let scale = w_plain.w.iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(err <= 1e-4 * scale.max(1e-3), "{schedule:?}: max |W_he - W_plain| = {err} (max |W| = {scale})");
+    let rows: Vec<&[f64]> = (0..table.rows()).map(|i| table.row(i)).collect();
+    assert_eq!(agreement(&w_he, &w_plain, &rows), 1.0);
+    // A model decrypted by another client's key is refused.
+    let other = Client::generate_for("test".into(), client.literal().clone(), client.params().clone()).unwrap();
+    assert!(other.decrypt_model(&model).is_err());
+}
+
+#[test]
+fn diagonal_schedule_matches_plaintext() {
+    run(Schedule::Diagonal, 2, 11);
+}
+
+#[test]
+fn refuses_more_iterations_than_levels() {
+    let table = synthetic(20, 5, 2);
+    let lit = ParamsLiteral { log_n: 10, log_q: vec![60, 40, 40, 40, 40, 40], log_p: vec![60; 2], dnum: 3, secret: SecretDistribution::Ternary, log_scale: 40, sigma: 3.19 };
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("t".into(), lit, params).unwrap();
+    let design = Design::new(&table, 2, 8).unwrap();
+    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
+    let bundle = client.encrypt_upload(Schedule::Diagonal, &design, 1, &Weights::constant(2, design.d, g.d_hat, 0.0), client.evaluation_keys(Schedule::Diagonal, &g)).unwrap();
+    let err = train(&bundle, 2, &mut |_| {}).expect_err("too deep").to_string();
+    assert!(err.contains("need 9 levels"), "{err}");
+}
+
+#[test]
+fn diagonal_one_iteration() {
+    run(Schedule::Diagonal, 1, 11);
+}
+
+#[test]
+fn diagonal_one_iteration_nonzero_init() {
+    run_init(Schedule::Diagonal, 1, 11, 0.3);
+}
