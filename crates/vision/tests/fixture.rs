@@ -110,3 +110,54 @@ fn features_match_torchvision_pth() {
 fn features_match_torchvision_safetensors() {
     check_features("regnet_x_400mf_random.safetensors");
 }
+
+fn shared(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(path)
+}
+
+#[test]
+#[ignore = "needs ../shared/data/mnist"]
+fn shared_mnist_matches_fixture_images() {
+    use volley_vision::datasets::{ImageSource, Split, load_mnist};
+    let test = load_mnist(&shared("data/mnist"), Split::Test, "MNIST").expect("t10k");
+    assert_eq!(test.len(), 10_000);
+    let labels = read_npy(&fixture("labels_u8.npy")).expect("labels_u8.npy");
+    let NpyData::U8(labels) = labels.data else {
+        panic!("labels not uint8")
+    };
+    for (i, (img, &label)) in fixture_images().iter().zip(&labels).enumerate() {
+        assert_eq!(test.label(i), u32::from(label), "label {i}");
+        assert_eq!(&test.image(i).expect("image"), img, "image {i}");
+    }
+    let train = load_mnist(&shared("data/mnist"), Split::Train, "MNIST").expect("train");
+    assert_eq!(train.len(), 60_000);
+}
+
+#[test]
+#[ignore = "needs ../shared"]
+fn library_pipeline_on_shared_mnist() {
+    use volley_vision::datasets::{DatasetKind, Split, open_dataset};
+    use volley_vision::{ExtractOptions, extract_features, load_backbone};
+    let net =
+        load_backbone("regnet_x_400mf", &fixture("regnet_x_400mf_random.pth")).expect("backbone");
+    let src = open_dataset(DatasetKind::Mnist, &shared("data/mnist"), Split::Test).expect("mnist");
+    let opts = ExtractOptions {
+        batch_size: 5,
+        ..Default::default()
+    };
+    let mut seen = 0;
+    let table =
+        extract_features(&*net, &*src, 0..8, &opts, &mut |done, _| seen = done).expect("extract");
+    assert_eq!(seen, 8);
+    let want = read_npy(&fixture("features_f32.npy"))
+        .expect("features")
+        .to_f32();
+    let max_err = table
+        .values
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as f32 - b).abs())
+        .fold(0f32, f32::max);
+    println!("extract_features on ../shared/data/mnist: max abs error {max_err:e}");
+    assert!(max_err < 1e-3);
+}

@@ -52,3 +52,92 @@ pub fn load_backbone(name: &str, weights: &Path) -> Result<Box<dyn Backbone>> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>)]) {
+        let data: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.to_string(),
+                    vec![0u8; 4 * s.iter().product::<usize>()],
+                    s.clone(),
+                )
+            })
+            .collect();
+        let views: HashMap<String, safetensors::tensor::TensorView<'_>> = data
+            .iter()
+            .map(|(n, bytes, shape)| {
+                let view = safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    bytes,
+                )
+                .expect("view");
+                (n.clone(), view)
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, path).expect("serialize");
+    }
+
+    fn stem(shape: Vec<usize>) -> Vec<(&'static str, Vec<usize>)> {
+        vec![
+            ("stem.0.weight", shape),
+            ("stem.1.weight", vec![32]),
+            ("stem.1.bias", vec![32]),
+            ("stem.1.running_mean", vec![32]),
+            ("stem.1.running_var", vec![32]),
+        ]
+    }
+
+    #[test]
+    fn wrong_shape_and_missing_tensor_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("w.safetensors");
+        write_safetensors(&p, &stem(vec![32, 1, 3, 3]));
+        let err = load_backbone("regnet_x_400mf", &p)
+            .err()
+            .expect("wrong shape")
+            .to_string();
+        assert!(
+            err.contains("stem.0.weight has shape [32, 1, 3, 3]") && err.contains("[32, 3, 3, 3]"),
+            "{err}"
+        );
+
+        write_safetensors(&p, &stem(vec![32, 3, 3, 3]));
+        let err = load_backbone("regnet_x_400mf", &p)
+            .err()
+            .expect("missing")
+            .to_string();
+        assert!(
+            err.contains("missing tensor trunk_output.block1.block1-0.proj.0.weight"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupt_files_and_unknown_names_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("w.pth");
+        for bytes in [
+            &b""[..],
+            b"PK\x03\x04 truncated zip",
+            b"\x80\x02 legacy pickle",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+        ] {
+            std::fs::write(&p, bytes).expect("write");
+            let err = load_backbone("regnet_x_400mf", &p).err().expect("corrupt");
+            assert!(matches!(err, VisionError::Weights { .. }), "{err}");
+        }
+        let err = load_backbone("resnet50", &p)
+            .err()
+            .expect("unknown")
+            .to_string();
+        assert!(err.contains("unknown backbone resnet50"), "{err}");
+    }
+}
