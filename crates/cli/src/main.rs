@@ -1,6 +1,8 @@
 //! `volley`: privacy-preserving training of a CNN's last layer on CKKS ciphertexts.
 
 mod bench;
+mod commands;
+mod files;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,18 @@ struct Cli {
 enum Command {
     /// Print the parameter presets (N, slots, levels, log QP, dnum, security bound).
     Params,
+    /// Client: create parameters and the secret key in a key directory.
+    Keygen(commands::KeygenArgs),
+    /// Client: pack and encrypt training data into an upload bundle (with evaluation keys).
+    Encrypt(commands::EncryptArgs),
+    /// Server: train on an upload bundle, writing the encrypted model (or --plaintext).
+    Train(commands::TrainArgs),
+    /// Client: decrypt a trained model into weights (CSV and JSON).
+    Decrypt(commands::DecryptArgs),
+    /// Accuracy of a weights file on feature rows.
+    Evaluate(commands::EvaluateArgs),
+    /// All roles in one process: keygen, encrypt, train, decrypt, evaluate; JSON report.
+    Demo(commands::DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -41,8 +55,15 @@ fn main() {
         eprintln!("error: cannot start {threads} threads: {e}");
         std::process::exit(1);
     }
+    let ui = util::Ui::new(cli.quiet);
     let result: Result<(), CliError> = match &cli.command {
         Command::Params => print_params(),
+        Command::Keygen(a) => commands::keygen(a),
+        Command::Encrypt(a) => commands::encrypt(a, ui),
+        Command::Train(a) => commands::train(a, ui),
+        Command::Decrypt(a) => commands::decrypt(a),
+        Command::Evaluate(a) => commands::evaluate(a),
+        Command::Demo(a) => commands::demo(a, threads, ui),
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
     };
     if let Err(e) = result {

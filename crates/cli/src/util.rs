@@ -33,3 +33,49 @@ pub fn peak_rss_bytes() -> u64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
         .map_or(0, |kb| kb * 1024)
 }
+
+impl From<volley_train::TrainError> for CliError {
+    fn from(e: volley_train::TrainError) -> Self {
+        CliError::Msg(e.to_string())
+    }
+}
+
+/// Progress bars on stderr, hidden with `--quiet` or when stderr is not a terminal.
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub show: bool,
+}
+
+impl Ui {
+    /// Decides visibility once.
+    pub fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        Self { show: !quiet && std::io::stderr().is_terminal() }
+    }
+
+    /// A bar of `len` steps.
+    pub fn bar(&self, len: u64, msg: &str) -> indicatif::ProgressBar {
+        if !self.show {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new(len);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg:<24} [{bar:30}] {pos}/{len} {elapsed_precise} (eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message(msg.to_string());
+        pb
+    }
+
+    /// A spinner for a step without a count.
+    pub fn spinner(&self, msg: &str) -> indicatif::ProgressBar {
+        if !self.show {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(msg.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    }
+}

@@ -1,0 +1,566 @@
+//! The client and server commands, each a separate process working through files, and the
+//! all-in-one `demo`.
+
+use crate::files::{cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic};
+use crate::util::{CliError, Ui, peak_rss_bytes};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use volley_ckks::{EvaluationKeys, Params, Serializable};
+use volley_train::algorithm::{Weights, accuracy, agreement, max_abs_difference, train_plain};
+use volley_train::bundle::{EncryptedModel, Manifest, UploadBundle};
+use volley_train::client::Client;
+use volley_train::data::{Design, FeatureTable, parse_range};
+use volley_train::layout::{Geometry, Schedule};
+use volley_train::server::{self, Progress, TrainStats};
+
+/// Reads a feature file: the binary format of `volley features` (by its magic) or the
+/// paper's CSV.
+pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
+    let head = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
+        let mut h = [0u8; 8];
+        let n = f.read(&mut h).map_err(|e| CliError::io(path, e))?;
+        h[..n].to_vec()
+    };
+    if head.as_slice() == volley_vision::features_io::MAGIC {
+        let t = volley_vision::read_features(path).map_err(|e| CliError::Msg(e.to_string()))?;
+        Ok(FeatureTable::new(t.labels.iter().map(|&l| l as usize).collect(), t.values, t.cols)?)
+    } else {
+        Ok(FeatureTable::read_csv(path)?)
+    }
+}
+
+fn rows_or_all(table: &FeatureTable, spec: Option<&str>) -> Result<FeatureTable, CliError> {
+    match spec {
+        Some(s) => Ok(table.select(&parse_range(s)?)?),
+        None => Ok(table.clone()),
+    }
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, CliError> {
+    Schedule::parse(s).ok_or_else(|| CliError::Msg(format!("unknown schedule {s:?} (expected diagonal or paper)")))
+}
+
+/// Shared data arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Feature file: the paper's CSV (label, then features) or `volley features` binary output.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Training rows, half-open START..END (default: all).
+    #[arg(long)]
+    pub train_rows: Option<String>,
+    /// Number of classes (default: 1 + the largest label in the file).
+    #[arg(long)]
+    pub classes: Option<usize>,
+}
+
+fn classes(table: &FeatureTable, arg: Option<usize>) -> usize {
+    arg.unwrap_or_else(|| table.num_classes())
+}
+
+// ----- weights files -----
+
+fn weights_json(w: &Weights, d: usize) -> serde_json::Value {
+    serde_json::json!({
+        "format": "volley-weights-v1",
+        "classes": w.c,
+        "features": d - 1,
+        "weights": (0..w.c).map(|k| w.row(k)[..d].to_vec()).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes `path` (CSV: one row per class, the class index then the bias and feature weights)
+/// and the same weights as JSON next to it (`.json`).
+pub fn save_weights(path: &Path, w: &Weights, d: usize) -> Result<PathBuf, CliError> {
+    let mut csv = String::new();
+    for k in 0..w.c {
+        csv.push_str(&k.to_string());
+        for v in &w.row(k)[..d] {
+            csv.push(',');
+            csv.push_str(&format!("{v:e}"));
+        }
+        csv.push('\n');
+    }
+    let json_path = path.with_extension("json");
+    if path.extension().is_some_and(|e| e == "json") {
+        write_file_atomic(path, serde_json::to_string_pretty(&weights_json(w, d)).unwrap_or_default().as_bytes())?;
+        return Ok(path.to_path_buf());
+    }
+    write_file_atomic(path, csv.as_bytes())?;
+    write_file_atomic(&json_path, serde_json::to_string_pretty(&weights_json(w, d)).unwrap_or_default().as_bytes())?;
+    Ok(json_path)
+}
+
+/// Reads weights from the CSV or JSON written by [`save_weights`]. Returns (weights, d).
+pub fn load_weights(path: &Path) -> Result<(Weights, usize), CliError> {
+    let text = String::from_utf8(read(path)?).map_err(|_| CliError::Msg(format!("{}: not UTF-8 text", path.display())))?;
+    let bad = |m: String| CliError::Msg(format!("{}: {m}", path.display()));
+    let rows: Vec<Vec<f64>> = if text.trim_start().starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let arr = v.get("weights").and_then(|w| w.as_array()).ok_or_else(|| bad("no \"weights\" array".into()))?;
+        arr.iter()
+            .map(|r| r.as_array().and_then(|r| r.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>()).ok_or_else(|| bad("weights must be arrays of numbers".into())))
+            .collect::<Result<_, _>>()?
+    } else {
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let mut f = line.split(',');
+            let k: usize = f.next().unwrap_or("").trim().parse().map_err(|_| bad(format!("line {}: class index expected", i + 1)))?;
+            if k != rows.len() {
+                return Err(bad(format!("line {}: class {k} out of order", i + 1)));
+            }
+            rows.push(f.map(|x| x.trim().parse::<f64>().map_err(|_| bad(format!("line {}: {x:?} is not a number", i + 1)))).collect::<Result<Vec<_>, _>>()?);
+        }
+        rows
+    };
+    let d = rows.first().map_or(0, Vec::len);
+    if rows.len() < 2 || d < 2 || rows.iter().any(|r| r.len() != d || r.iter().any(|v| !v.is_finite())) {
+        return Err(bad("expected at least 2 classes of equal-length finite weight rows (bias first)".into()));
+    }
+    Ok((Weights { c: rows.len(), d_hat: d, w: rows.concat() }, d))
+}
+
+fn check_width(w_d: usize, table: &FeatureTable) -> Result<(), CliError> {
+    if w_d != table.cols + 1 {
+        return Err(CliError::Msg(format!("the weights have {} features but the data has {}", w_d - 1, table.cols)));
+    }
+    Ok(())
+}
+
+fn test_rows<'a>(t: &'a FeatureTable) -> Vec<&'a [f64]> {
+    (0..t.rows()).map(|i| t.row(i)).collect()
+}
+
+// ----- keygen -----
+
+/// `volley keygen`.
+#[derive(clap::Args, Debug)]
+pub struct KeygenArgs {
+    /// Key directory to create (holds the secret key: keep it on the client).
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Iterations the parameters must support.
+    #[arg(long, default_value_t = 2)]
+    pub iters: usize,
+    /// Matrix-product schedule: diagonal (default) or paper.
+    #[arg(long, default_value = "diagonal")]
+    pub schedule: String,
+}
+
+/// Generates parameters and the secret key into the key directory.
+pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
+    let schedule = parse_schedule(&args.schedule)?;
+    let client = Client::generate(schedule, args.iters)?;
+    write_dir_atomic(&args.keys, |dir| {
+        write(&dir.join("params.bin"), &volley_ckks::params_to_bytes(client.params()))?;
+        let meta = serde_json::json!({
+            "params_name": client.params_name(), "key_id": client.key_id(),
+            "schedule": schedule, "iterations": args.iters,
+        });
+        write(&dir.join("client.json"), serde_json::to_string_pretty(&meta).unwrap_or_default().as_bytes())?;
+        let mut sk = Vec::new();
+        volley_ckks::client::save_secret_key(client.secret_key(), &mut sk)?;
+        volley_ckks::serialization::write_atomic_private(&dir.join("secret.key"), &sk)?;
+        Ok(())
+    })?;
+    eprintln!("keys for {} ({}) written to {}", client.params_name(), client.params().summary(), args.keys.display());
+    Ok(())
+}
+
+struct KeyDir {
+    client: Client,
+    schedule: Schedule,
+    iterations: usize,
+}
+
+fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
+    let meta_path = dir.join("client.json");
+    let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?).map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
+    let field = |k: &str| meta.get(k).cloned().ok_or_else(|| CliError::Msg(format!("{}: missing {k:?}", meta_path.display())));
+    let name = field("params_name")?.as_str().unwrap_or_default().to_string();
+    let key_id = field("key_id")?.as_str().unwrap_or_default().to_string();
+    let schedule: Schedule = serde_json::from_value(field("schedule")?).map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
+    let iterations = field("iterations")?.as_u64().unwrap_or(0) as usize;
+    let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("secret.key").display())))?;
+    let literal = params.literal().clone();
+    Ok(KeyDir { client: Client::from_parts(name, literal, params, sk, key_id), schedule, iterations })
+}
+
+// ----- encrypt -----
+
+/// `volley encrypt`.
+#[derive(clap::Args, Debug)]
+pub struct EncryptArgs {
+    /// Key directory from `volley keygen`.
+    #[arg(long)]
+    pub keys: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Initial weight value (the paper: 0; its C++ used 0.0128).
+    #[arg(long, default_value_t = 0.0)]
+    pub init: f64,
+    /// Upload bundle directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn design_for(client: &Client, schedule: Schedule, table: &FeatureTable, c: usize) -> Result<(Design, Geometry), CliError> {
+    let probe = Geometry::new(schedule, table.rows(), c, table.cols + 1, client.params().max_slots())?;
+    let design = Design::new(table, c, probe.d_hat)?;
+    Ok((design, probe))
+}
+
+/// Packs, encrypts and writes the upload bundle.
+pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let all = load_features(&args.data.features)?;
+    let c = classes(&all, args.data.classes);
+    let train = rows_or_all(&all, args.data.train_rows.as_deref())?;
+    let (design, g) = design_for(&kd.client, kd.schedule, &train, c)?;
+    let sp = ui.spinner("evaluation keys");
+    let keys = kd.client.evaluation_keys(kd.schedule, &g);
+    sp.set_message("encrypting");
+    let w0 = Weights::constant(c, design.d, g.d_hat, args.init);
+    let bundle = kd.client.encrypt_upload(kd.schedule, &design, kd.iterations, &w0, keys)?;
+    sp.set_message("writing");
+    save_bundle(&args.out, &bundle)?;
+    sp.finish_and_clear();
+    eprintln!("upload bundle: {} ciphertexts, {:.1} MiB, in {}", bundle.manifest.ciphertext_count(), bundle.manifest.total_bytes() as f64 / 1048576.0, args.out.display());
+    Ok(())
+}
+
+fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
+    write_dir_atomic(dir, |tmp| {
+        write(&tmp.join("manifest.json"), serde_json::to_string_pretty(&b.manifest).unwrap_or_default().as_bytes())?;
+        write(&tmp.join("params.bin"), &volley_ckks::params_to_bytes(&b.params))?;
+        write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
+        for (name, cts) in &b.groups {
+            write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
+        }
+        Ok(())
+    })
+}
+
+fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
+    let path = dir.join("manifest.json");
+    let manifest: Manifest = serde_json::from_slice(&read(&path)?).map_err(|e| CliError::Msg(format!("{}: invalid manifest: {e}", path.display())))?;
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
+    if params.fingerprint_hex() != manifest.fingerprint {
+        return Err(CliError::Msg(format!("{}: made for other parameters (fingerprint {} != manifest's {})", dir.display(), &params.fingerprint_hex()[..16], &manifest.fingerprint[..16.min(manifest.fingerprint.len())])));
+    }
+    Ok((manifest, params))
+}
+
+fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
+    let (manifest, params) = load_manifest(dir)?;
+    let keys_path = dir.join("keys.bin");
+    let keys = EvaluationKeys::from_bytes(&params, &read(&keys_path)?).map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
+    let mut groups = BTreeMap::new();
+    for (name, &count) in &manifest.ciphertexts {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(CliError::Msg(format!("{}: invalid group name {name:?}", dir.display())));
+        }
+        let path = dir.join(format!("{name}.cts"));
+        let cts = cts_from_bytes(&params, &read(&path)?, &path)?;
+        if cts.len() != count {
+            return Err(CliError::Msg(format!("{}: {} ciphertexts, the manifest says {count}", path.display(), cts.len())));
+        }
+        groups.insert(name.clone(), cts);
+    }
+    Ok(UploadBundle { manifest, params, keys, groups })
+}
+
+// ----- train -----
+
+/// `volley train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Upload bundle directory (server side).
+    #[arg(long, required_unless_present = "plaintext")]
+    pub bundle: Option<PathBuf>,
+    /// Output: the encrypted model directory (or, with --plaintext, the weights CSV).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Iterations (default: what the bundle was made for, or 2).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Train the plaintext reference of the same algorithm instead (needs --features).
+    #[arg(long)]
+    pub plaintext: bool,
+    /// With --plaintext: data.
+    #[arg(long, requires = "plaintext")]
+    pub features: Option<PathBuf>,
+    /// With --plaintext: training rows START..END.
+    #[arg(long, requires = "plaintext")]
+    pub train_rows: Option<String>,
+    /// With --plaintext: number of classes.
+    #[arg(long, requires = "plaintext")]
+    pub classes: Option<usize>,
+    /// With --plaintext: initial weight.
+    #[arg(long, default_value_t = 0.0)]
+    pub init: f64,
+}
+
+fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, impl FnMut(Progress)) {
+    let pb = ui.bar(total_iters as u64, "preparing");
+    let pb2 = pb.clone();
+    let cb = move |p: Progress| match p {
+        Progress::Precompute(done, total) => pb2.set_message(format!("rotating X {done}/{total}")),
+        Progress::Iteration(done, _) => {
+            pb2.set_message("training");
+            pb2.set_position(done as u64);
+        }
+    };
+    (pb, cb)
+}
+
+/// Trains (encrypted, server side; or plaintext reference).
+pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
+    if args.plaintext {
+        let features = args.features.as_ref().ok_or_else(|| CliError::Msg("--plaintext needs --features".into()))?;
+        let all = load_features(features)?;
+        let c = classes(&all, args.classes);
+        let t = rows_or_all(&all, args.train_rows.as_deref())?;
+        let d = t.cols + 1;
+        let d_hat = d.next_power_of_two();
+        let design = Design::new(&t, c, d_hat)?;
+        let w = train_plain(&design, args.iters.unwrap_or(2), &Weights::constant(c, d, d_hat, args.init));
+        let json = save_weights(&args.out, &w, d)?;
+        eprintln!("plaintext weights written to {} and {}", args.out.display(), json.display());
+        return Ok(());
+    }
+    let dir = args.bundle.as_ref().ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
+    let bundle = load_bundle(dir)?;
+    let iters = args.iters.unwrap_or(bundle.manifest.iterations);
+    let (pb, mut cb) = progress_callback(ui, iters);
+    let (model, stats) = server::train(&bundle, iters, &mut cb)?;
+    pb.finish_and_clear();
+    write_dir_atomic(&args.out, |tmp| {
+        write(&tmp.join("manifest.json"), serde_json::to_string_pretty(&model.manifest).unwrap_or_default().as_bytes())?;
+        write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))
+    })?;
+    eprintln!("encrypted model written to {} ({} iterations, key switches per iteration {:?})", args.out.display(), iters, stats.key_switches_per_iteration);
+    Ok(())
+}
+
+// ----- decrypt -----
+
+/// `volley decrypt`.
+#[derive(clap::Args, Debug)]
+pub struct DecryptArgs {
+    /// Key directory.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Encrypted model directory from `volley train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Weights CSV to write (a JSON copy is written next to it).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Decrypts the model.
+pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let (manifest, params) = load_manifest(&args.model)?;
+    if manifest.key_id != kd.client.key_id() || params.fingerprint() != kd.client.params().fingerprint() {
+        return Err(CliError::Msg(format!(
+            "{}: this model was trained for key {} but {} holds key {}: decrypt it with its own key directory",
+            args.model.display(),
+            manifest.key_id,
+            args.keys.display(),
+            kd.client.key_id()
+        )));
+    }
+    let path = args.model.join("weights.cts");
+    let weights = cts_from_bytes(kd.client.params(), &read(&path)?, &path)?;
+    let model = EncryptedModel { manifest, weights };
+    let w = kd.client.decrypt_model(&model)?;
+    let json = save_weights(&args.out, &w, model.manifest.geometry.d)?;
+    eprintln!("weights written to {} and {}", args.out.display(), json.display());
+    Ok(())
+}
+
+// ----- evaluate -----
+
+/// `volley evaluate`.
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Weights (CSV or JSON from `volley decrypt` / `volley train --plaintext`).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Feature file.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Rows to evaluate, START..END (default: all).
+    #[arg(long)]
+    pub rows: Option<String>,
+    /// Print a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Accuracy of a weights file.
+pub fn evaluate(args: &EvaluateArgs) -> Result<(), CliError> {
+    let (w, d) = load_weights(&args.weights)?;
+    let all = load_features(&args.features)?;
+    let t = rows_or_all(&all, args.rows.as_deref())?;
+    check_width(d, &t)?;
+    let acc = accuracy(&w, &test_rows(&t), &t.labels);
+    if args.json {
+        println!("{}", serde_json::json!({"accuracy": acc, "rows": t.rows()}));
+    } else {
+        println!("accuracy {:.4} on {} rows", acc, t.rows());
+    }
+    Ok(())
+}
+
+// ----- demo -----
+
+/// `volley demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Feature file (CSV or binary).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Training rows (default 0..128).
+    #[arg(long, default_value = "0..128")]
+    pub train_rows: String,
+    /// Test rows (default: every row after the training rows).
+    #[arg(long)]
+    pub test_rows: Option<String>,
+    /// Iterations.
+    #[arg(long, default_value_t = 2)]
+    pub iters: usize,
+    /// Schedule: diagonal (default) or paper.
+    #[arg(long, default_value = "diagonal")]
+    pub schedule: String,
+    /// Number of classes (default: from the data).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Initial weight.
+    #[arg(long, default_value_t = 0.0)]
+    pub init: f64,
+    /// JSON report file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Everything the demo measured.
+pub struct DemoOutcome {
+    pub report: serde_json::Value,
+}
+
+/// Runs keygen, encrypt, train, decrypt and evaluation in one process on a features table.
+pub fn demo_on_table(all: &FeatureTable, train_spec: &str, test_spec: Option<&str>, args_iters: usize, schedule: Schedule, classes_arg: Option<usize>, init: f64, threads: usize, ui: Ui) -> Result<DemoOutcome, CliError> {
+    let t_total = Instant::now();
+    let c = classes(all, classes_arg);
+    let train_range = parse_range(train_spec)?;
+    let train_t = all.select(&train_range)?;
+    let test_t = match test_spec {
+        Some(s) => all.select(&parse_range(s)?)?,
+        None => all.select(&(train_range.end..all.rows()))?,
+    };
+    let t0 = Instant::now();
+    let sp = ui.spinner("key generation");
+    let client = Client::generate(schedule, args_iters)?;
+    let (design, g) = design_for(&client, schedule, &train_t, c)?;
+    let keys = client.evaluation_keys(schedule, &g);
+    let seconds_keygen = t0.elapsed().as_secs_f64();
+    sp.set_message("encryption");
+    let t1 = Instant::now();
+    let w0 = Weights::constant(c, design.d, g.d_hat, init);
+    let bundle = client.encrypt_upload(schedule, &design, args_iters, &w0, keys)?;
+    let seconds_encrypt = t1.elapsed().as_secs_f64();
+    sp.finish_and_clear();
+    let t2 = Instant::now();
+    let (pb, mut cb) = progress_callback(ui, args_iters);
+    let (model, stats): (EncryptedModel, TrainStats) = server::train(&bundle, args_iters, &mut cb)?;
+    pb.finish_and_clear();
+    let seconds_train = t2.elapsed().as_secs_f64();
+    let t3 = Instant::now();
+    let w_he = client.decrypt_model(&model)?;
+    let seconds_decrypt = t3.elapsed().as_secs_f64();
+    let w_plain = train_plain(&design, args_iters, &w0);
+    let rows = test_rows(&test_t);
+    let train_rows_v = test_rows(&train_t);
+    let he_acc = accuracy(&w_he, &rows, &test_t.labels);
+    let plain_acc = accuracy(&w_plain, &rows, &test_t.labels);
+    let ks = &stats.key_switches_per_iteration;
+    let ks_avg = if ks.is_empty() { 0 } else { ks.iter().sum::<u64>() / ks.len() as u64 };
+    let report = serde_json::json!({
+        "he_test_accuracy": he_acc,
+        "plain_test_accuracy": plain_acc,
+        "he_train_accuracy": accuracy(&w_he, &train_rows_v, &train_t.labels),
+        "plain_train_accuracy": accuracy(&w_plain, &train_rows_v, &train_t.labels),
+        "prediction_agreement": agreement(&w_he, &w_plain, &rows),
+        "max_abs_weight_error": max_abs_difference(&w_he, &w_plain, design.d),
+        "iterations": args_iters,
+        "train_rows": train_t.rows(),
+        "test_rows": test_t.rows(),
+        "classes": c,
+        "schedule": schedule.name(),
+        "key_switches_per_iteration": ks_avg,
+        "key_switches_each_iteration": ks,
+        "key_switches_precompute": stats.key_switches_precompute,
+        "key_switches_final": stats.key_switches_final,
+        "ciphertexts_uploaded": bundle.manifest.ciphertext_count(),
+        "upload_bytes": bundle.manifest.total_bytes(),
+        "upload_bytes_by_group": bundle.manifest.bytes,
+        "rotation_keys": bundle.keys.galois.len(),
+        "seconds_keygen": seconds_keygen,
+        "seconds_encrypt": seconds_encrypt,
+        "seconds_train": seconds_train,
+        "seconds_train_precompute": stats.seconds_precompute,
+        "seconds_per_iteration": stats.seconds_per_iteration,
+        "seconds_decrypt": seconds_decrypt,
+        "seconds_total": t_total.elapsed().as_secs_f64(),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "threads": threads,
+        "params": {
+            "preset": client.params_name(),
+            "log_n": client.params().log_n(),
+            "log_qp": client.params().log_qp(),
+            "levels": client.params().max_level(),
+            "dnum": client.params().dnum(),
+            "security_bound": client.params().security_bound(),
+        },
+    });
+    Ok(DemoOutcome { report })
+}
+
+/// `volley demo --features ...`.
+pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
+    let t = Instant::now();
+    let all = load_features(&args.features)?;
+    let schedule = parse_schedule(&args.schedule)?;
+    let mut out = demo_on_table(&all, &args.train_rows, args.test_rows.as_deref(), args.iters, schedule, args.classes, args.init, threads, ui)?;
+    out.report["seconds_total"] = serde_json::json!(t.elapsed().as_secs_f64());
+    finish_report(&out.report, args.report.as_deref())
+}
+
+/// Prints a summary and writes the report.
+pub fn finish_report(report: &serde_json::Value, path: Option<&Path>) -> Result<(), CliError> {
+    let f = |k: &str| report.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    println!(
+        "encrypted model: test accuracy {} (plaintext reference {}), agreement {}, max |dW| {}, {} iterations on {} rows in {:.1} s total ({:.1} s training)",
+        f("he_test_accuracy"),
+        f("plain_test_accuracy"),
+        f("prediction_agreement"),
+        f("max_abs_weight_error"),
+        f("iterations"),
+        f("train_rows"),
+        f("seconds_total").as_f64().unwrap_or(0.0),
+        f("seconds_train").as_f64().unwrap_or(0.0)
+    );
+    if let Some(p) = path {
+        write_file_atomic(p, serde_json::to_string_pretty(report).unwrap_or_default().as_bytes())?;
+        eprintln!("report written to {}", p.display());
+    }
+    Ok(())
+}
