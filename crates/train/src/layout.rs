@@ -53,17 +53,15 @@ impl Schedule {
             // Z (1), sigma with the mask folded into its coefficients (2), gradient (1).
             Schedule::Diagonal => 4,
             // Z: product, column mask, row mask (3); sigma (2); G: class mask, product,
-            // row mask (3); b (.) G (1); the Nesterov combination (1).
-            Schedule::Paper => 10,
+            // row mask (3); b (.) G (1). The Nesterov combination's level is taken from W,
+            // which sits one level below V: it adds one level at the end only.
+            Schedule::Paper => 9,
         }
     }
 
     /// Levels for `iterations` iterations, including the final weight combination.
     pub fn levels_needed(self, iterations: usize) -> usize {
-        match self {
-            Schedule::Diagonal => self.levels_per_iteration() * iterations + 1,
-            Schedule::Paper => self.levels_per_iteration() * iterations,
-        }
+        self.levels_per_iteration() * iterations + 1
     }
 }
 

@@ -93,34 +93,77 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    /// E = (1 + gamma) * mask * (Y - sigma(Z)) at level(Z) - 2 with scale `s_e`, the
-    /// mask folded into the polynomial's coefficients so it costs no extra level:
-    /// E = (1+g) Y - 0.5 (1+g) mask - [c1 (1+g) mask] Z - ([c3 (1+g) mask] Z) Z^2.
-    fn error_term(&self, z: &Ciphertext, y: &Ciphertext, m: usize, gamma: f64, s_e: f64) -> Result<Ciphertext> {
+    /// ct * v (a slot vector, or a constant in every slot) rescaled onto `target` scale:
+    /// one level.
+    fn mul_to_scale(&self, ct: &Ciphertext, v: Coefficient<'_>, target: f64) -> Result<Ciphertext> {
+        match v {
+            Coefficient::Scalar(c) => {
+                let mut out = ct.clone();
+                self.eval.mul_const_to_scale_assign(&mut out, Complex64::new(c, 0.0), target)?;
+                Ok(out)
+            }
+            Coefficient::Slots(v) => {
+                let pt = self.encode(v, ct.level(), target * self.q(ct.level()) / ct.scale())?;
+                let mut out = self.eval.mul_plain(ct, &pt)?;
+                self.eval.rescale_assign(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// E = f * mask * (Y - sigma(Z)) at level(Z) - 2 with scale `s_e`, with the mask (if any)
+    /// folded into the polynomial's coefficients so it costs no extra level:
+    /// E = f Y - 0.5 f mask - [c1 f mask] Z - ([c3 f mask] Z) Z^2. Every term lands exactly on
+    /// s_e, so the additions need no scale correction.
+    fn error_term(&self, z: &Ciphertext, y: &Ciphertext, mask: Option<usize>, f: f64, s_e: f64) -> Result<Ciphertext> {
         let (eval, g) = (self.eval, &self.g);
         let a = z.level();
-        let f = 1.0 + gamma;
+        let masked = |c: f64| mask.map(|m| g.label_mask(m, c));
+        let (mb, ma, mc) = (masked(SIGMOID_C3 * f), masked(SIGMOID_C1 * f), masked(-0.5 * f));
         let mut z2 = eval.square(z)?;
         eval.rescale_assign(&mut z2)?;
-        // B = [c3 f mask] Z at a-1, scale chosen so that B * Z^2 lands on s_e.
-        let s_b = s_e * self.q(a - 1) / z2.scale();
-        let pt_b = self.encode(&g.label_mask(m, SIGMOID_C3 * f), a, s_b * self.q(a) / z.scale())?;
-        let mut b = eval.mul_plain(z, &pt_b)?;
-        eval.rescale_assign(&mut b)?;
+        // B = [c3 f mask] Z at a-1 on the scale that makes B * Z^2 land on s_e.
+        let b = self.mul_to_scale(z, coefficient(&mb, SIGMOID_C3 * f), s_e * self.q(a - 1) / z2.scale())?;
         let mut cubic = eval.mul_relin(&b, &z2)?;
         eval.rescale_assign(&mut cubic)?;
-        let pt_a = self.encode(&g.label_mask(m, SIGMOID_C1 * f), a, s_e * self.q(a) / z.scale())?;
-        let mut lin = eval.mul_plain(z, &pt_a)?;
-        eval.rescale_assign(&mut lin)?;
+        let lin = self.mul_to_scale(z, coefficient(&ma, SIGMOID_C1 * f), s_e)?;
         let mut e = y.clone();
         eval.mul_const_to_scale_assign(&mut e, Complex64::new(f, 0.0), s_e)?;
         eval.drop_to_level_assign(&mut e, a - 2)?;
         eval.sub_assign(&mut e, &lin)?;
         eval.sub_assign(&mut e, &cubic)?;
-        let pt_c = self.encode(&g.label_mask(m, -0.5 * f), a - 2, s_e)?;
-        eval.add_plain_assign(&mut e, &pt_c)?;
+        match mc {
+            Some(v) => eval.add_plain_assign(&mut e, &self.encode(&v, a - 2, s_e)?)?,
+            None => eval.add_const_assign(&mut e, Complex64::new(-0.5 * f, 0.0))?,
+        }
         Ok(e)
     }
+
+    /// Rotation by any number of steps composed from the power-of-two keys (HEAAN's way).
+    fn rotate_composed(&self, ct: &Ciphertext, steps: i64) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        let mut rest = steps.unsigned_abs();
+        let mut bit = 1u64;
+        while rest > 0 {
+            if rest & 1 == 1 {
+                let s = bit as i64 * steps.signum();
+                out = self.eval.rotate(&out, s)?;
+            }
+            rest >>= 1;
+            bit <<= 1;
+        }
+        Ok(out)
+    }
+}
+
+/// A multiplier: the same constant in every slot, or one value per slot.
+enum Coefficient<'a> {
+    Scalar(f64),
+    Slots(&'a [f64]),
+}
+
+fn coefficient(v: &Option<Vec<f64>>, c: f64) -> Coefficient<'_> {
+    v.as_deref().map_or(Coefficient::Scalar(c), Coefficient::Slots)
 }
 
 fn counts_delta(a: OpCounts, b: OpCounts) -> u64 {
@@ -196,7 +239,7 @@ mod diagonal {
                 .iter()
                 .enumerate()
                 .map(|(mi, zm)| -> Result<Ciphertext> {
-                    let e = ctx.error_term(zm, &y[mi], mi, step.gamma, s_e)?;
+                    let e = ctx.error_term(zm, &y[mi], Some(mi), 1.0 + step.gamma, s_e)?;
                     Ok(eval.replicate(&e, n_o as i64, g.d_hat / n_o)?)
                 })
                 .collect::<Result<_>>()?;
@@ -254,9 +297,102 @@ mod diagonal {
 }
 
 mod paper {
+    //! The paper's Volley Revolver schedule, as its code does it (see
+    //! docs: "Volley Revolver packing"), so its cost can be measured against ours.
     use super::*;
 
-    pub(super) fn train(_ctx: &Ctx, _bundle: &UploadBundle, _iterations: usize, _progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
-        Err(TrainError::Capacity("the paper schedule is not implemented yet".into()))
+    pub(super) fn train(ctx: &Ctx, bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
+        let (eval, g) = (ctx.eval, ctx.g);
+        let x = bundle.group("x")?;
+        let y = bundle.group("y")?;
+        let b = bundle.group("b")?;
+        let w0 = bundle.group("w0")?;
+        if x.len() != g.row_cts || y.len() != g.row_cts || b.len() != 1 || w0.len() != 1 {
+            return Err(TrainError::Mismatch("the upload's ciphertext counts do not match its manifest".into()));
+        }
+        let (r, dh, c, slots) = (g.rows_per_ct, g.d_hat, g.c, g.slots);
+        let mask = |f: &dyn Fn(usize, usize) -> bool| -> Vec<f64> { (0..slots).map(|p| f64::from(f(p / dh, p % dh))).collect() };
+        let col0 = mask(&|_, j| j == 0);
+        let s_e = bundle.params.default_scale();
+        let mut stats = TrainStats::default();
+        let consts = schedule(iterations, g.n);
+        let mut w = w0[0].clone();
+        let mut v = w0[0].clone();
+        for (t, step) in consts.iter().enumerate() {
+            let t_start = Instant::now();
+            let before = eval.op_counts();
+            let a = v.level();
+            // The revolver: V rotated by s rows, s < r, so block i meets V's row (i + s) mod r.
+            let mut v_rot = vec![v.clone()];
+            for s in 1..r {
+                let next = eval.rotate(&v_rot[s - 1], dh as i64)?;
+                v_rot.push(next);
+            }
+            let mut z_cts = Vec::with_capacity(g.row_cts);
+            for xm in x {
+                let xm = eval.drop_to_level(xm, a)?;
+                let mut acc: Option<Ciphertext> = None;
+                for (s, vr) in v_rot.iter().enumerate() {
+                    let mut p = eval.mul_relin(&xm, vr)?;
+                    eval.rescale_assign(&mut p)?;
+                    let p = eval.inner_sum(&p, 1, dh)?;
+                    let p = ctx.mul_to_scale(&p, Coefficient::Slots(&col0), s_e)?;
+                    let p = eval.replicate(&p, 1, dh)?;
+                    let keep = mask(&|i, j| j == (i + s) % r && j < c);
+                    let p = ctx.mul_to_scale(&p, Coefficient::Slots(&keep), s_e)?;
+                    match acc.as_mut() {
+                        None => acc = Some(p),
+                        Some(z) => eval.add_assign(z, &p)?,
+                    }
+                }
+                z_cts.push(acc.ok_or_else(|| TrainError::Data("no rows per ciphertext".into()))?);
+            }
+            // E = Y - sigma(Z) (the (1 + gamma) factor goes to b below).
+            let e: Vec<Ciphertext> = z_cts.iter().zip(y).map(|(z, ym)| ctx.error_term(z, ym, None, 1.0, s_e)).collect::<Result<_>>()?;
+            // G = E^T X, one class row at a time.
+            let mut grad: Option<Ciphertext> = None;
+            for k in 0..c {
+                let class_k = mask(&|i, j| j == k && i < r);
+                let mut acc: Option<Ciphertext> = None;
+                for (em, xm) in e.iter().zip(x) {
+                    let ek = ctx.mul_to_scale(em, Coefficient::Slots(&class_k), s_e)?;
+                    let ek = ctx.rotate_composed(&ek, k as i64)?;
+                    let ek = eval.replicate(&ek, 1, dh)?;
+                    let xm = eval.drop_to_level(xm, ek.level())?;
+                    let p = eval.mul_no_relin(&ek, &xm)?;
+                    match acc.as_mut() {
+                        None => acc = Some(p),
+                        Some(s) => eval.add_assign(s, &p)?,
+                    }
+                }
+                let mut gk = acc.ok_or_else(|| TrainError::Data("no rows".into()))?;
+                eval.relinearize_assign(&mut gk)?;
+                eval.rescale_assign(&mut gk)?;
+                let gk = eval.inner_sum(&gk, dh as i64, r)?;
+                let row_k = mask(&|i, _| i == k);
+                let gk = ctx.mul_to_scale(&gk, Coefficient::Slots(&row_k), s_e)?;
+                match grad.as_mut() {
+                    None => grad = Some(gk),
+                    Some(gs) => eval.add_assign(gs, &gk)?,
+                }
+            }
+            let grad = grad.ok_or_else(|| TrainError::Data("no classes".into()))?;
+            // Q = (1 + gamma) b (.) G; the constant is applied to b at its (higher) level.
+            let mut bt = b[0].clone();
+            eval.mul_const_to_scale_assign(&mut bt, Complex64::new(1.0 + step.gamma, 0.0), s_e)?;
+            eval.drop_to_level_assign(&mut bt, grad.level())?;
+            let mut q = eval.mul_relin(&bt, &grad)?;
+            eval.rescale_assign(&mut q)?;
+            // T = W + Q; W <- (1 - eta) T + eta V; V <- T.
+            let mut tt = ctx.combine(&w, 1.0, None, q.scale(), q.level())?;
+            eval.add_assign(&mut tt, &q)?;
+            w = ctx.combine(&tt, 1.0 - step.eta, Some((&v, step.eta)), s_e, tt.level() - 1)?;
+            v = tt;
+            stats.key_switches_per_iteration.push(counts_delta(before, eval.op_counts()));
+            stats.seconds_per_iteration.push(t_start.elapsed().as_secs_f64());
+            progress(Progress::Iteration(t + 1, iterations));
+        }
+        stats.op_counts = eval.op_counts();
+        Ok((vec![w], stats))
     }
 }

@@ -101,3 +101,8 @@ fn diagonal_one_iteration() {
 fn diagonal_one_iteration_nonzero_init() {
     run_init(Schedule::Diagonal, 1, 11, 0.3);
 }
+
+#[test]
+fn paper_schedule_matches_plaintext() {
+    run(Schedule::Paper, 2, 11);
+}
