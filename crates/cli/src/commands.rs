@@ -342,6 +342,7 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     pb.finish_and_clear();
     write_dir_atomic(&args.out, |tmp| {
         write(&tmp.join("manifest.json"), serde_json::to_string_pretty(&model.manifest).unwrap_or_default().as_bytes())?;
+        write(&tmp.join("params.bin"), &volley_ckks::params_to_bytes(&bundle.params))?;
         write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))
     })?;
     eprintln!("encrypted model written to {} ({} iterations, key switches per iteration {:?})", args.out.display(), iters, stats.key_switches_per_iteration);

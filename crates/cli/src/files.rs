@@ -4,7 +4,7 @@
 //!   `secret.key` (mode 0600);
 //! - upload bundle directory: `manifest.json`, `params.bin`, `keys.bin`, one `<group>.cts`
 //!   per ciphertext group;
-//! - model directory: `manifest.json`, `weights.cts`.
+//! - model directory: `manifest.json`, `params.bin`, `weights.cts`.
 //!
 //! A `.cts` file is a container of serialized ciphertexts: magic `VLYCTS01`, u32 count, then
 //! per ciphertext a u64 length and the bytes (little-endian). Directories are written to a
