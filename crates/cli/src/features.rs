@@ -142,11 +142,11 @@ pub struct FeaturesArgs {
     /// Output format, overriding the extension.
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads (the global `--threads`; default: all cores).
+    #[arg(skip)]
     pub threads: Option<usize>,
-    /// No progress bar or summary.
-    #[arg(long)]
+    /// No progress bar or summary (the global `--quiet`).
+    #[arg(skip)]
     pub quiet: bool,
     /// Write a JSON report (images, seconds, images_per_second, peak_rss_bytes).
     #[arg(long, value_name = "FILE")]
@@ -235,7 +235,6 @@ fn progress_bar(total: usize, quiet: bool, what: &str) -> ProgressBar {
 
 /// Features of `offset..offset+limit` of a split, in memory (for `volley demo`), on
 /// rayon's current thread pool, with a progress bar unless `quiet`.
-#[allow(dead_code, reason = "called by `volley demo` once it takes images")]
 pub fn extract_table(
     args: &ImageArgs,
     split: Split,
@@ -377,15 +376,12 @@ mod tests {
             "5",
             "--out",
             "f.csv",
-            "--threads",
-            "2",
-            "--quiet",
             "--report",
             "r.json",
         ])
         .expect("parse");
         assert_eq!(a.split, SplitArg::Test);
-        assert_eq!((a.limit, a.offset, a.threads), (Some(1000), 5, Some(2)));
+        assert_eq!((a.limit, a.offset, a.threads), (Some(1000), 5, None));
         assert_eq!(a.images.batch_size, 32);
         assert!(parse(&["--out", "x", "--rgb", "--grey"]).is_err());
         assert!(parse(&["--dataset", "imagenet", "--out", "x"]).is_err());

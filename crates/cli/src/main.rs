@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod features;
 mod files;
 mod util;
 
@@ -35,6 +36,8 @@ enum Command {
     Decrypt(commands::DecryptArgs),
     /// Accuracy of a weights file on feature rows.
     Evaluate(commands::EvaluateArgs),
+    /// Client: images -> frozen pretrained CNN -> feature file (transfer learning).
+    Features(features::FeaturesArgs),
     /// All roles in one process: keygen, encrypt, train, decrypt, evaluate; JSON report.
     Demo(commands::DemoArgs),
     /// Benchmarks.
@@ -64,6 +67,12 @@ fn main() {
         Command::Decrypt(a) => commands::decrypt(a),
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Demo(a) => commands::demo(a, threads, ui),
+        Command::Features(a) => {
+            let mut a = a.clone();
+            a.threads = Some(threads);
+            a.quiet = cli.quiet;
+            features::run(&a).map_err(|e| CliError::Msg(e.to_string()))
+        }
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
     };
     if let Err(e) = result {

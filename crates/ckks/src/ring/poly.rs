@@ -88,10 +88,6 @@ impl<R: Representation> Poly<R> {
         &mut self.data
     }
 
-    pub(crate) fn into_data(self) -> Vec<u64> {
-        self.data
-    }
-
     /// Parallel iterator over (tower index, tower residues).
     pub(crate) fn towers_mut(&mut self) -> impl IndexedParallelIterator<Item = (usize, &mut [u64])> {
         self.data.par_chunks_mut(self.n).enumerate()

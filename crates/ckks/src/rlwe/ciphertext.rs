@@ -99,9 +99,6 @@ impl Ciphertext {
         self.seed = None;
         &mut self.polys
     }
-    pub(crate) fn into_polys(self) -> Vec<Poly<Ntt>> {
-        self.polys
-    }
 
     /// Serialized size in bytes (see `serialization`).
     pub fn byte_size(&self) -> usize {
