@@ -230,43 +230,71 @@ fn random_matrix(n: usize, seed: u64) -> Vec<Vec<Complex64>> {
         .collect()
 }
 
-/// Checks the transform with keys for exactly its rotation steps, and that each key is needed.
+/// Checks the transform with keys for exactly its rotation steps (with and without double
+/// hoisting), and that each key is needed. Returns the worst precision of the two.
 fn check_transform(log_n: u32, lt: &LinearTransform, matrix: &[Vec<Complex64>], what: &str) -> f64 {
     let steps = lt.rotation_steps();
     let t = ctx(log_n, 2, 2, &steps);
     let n = lt.slots();
     let v = values(n, 11);
     let ct = t.encrypt_sk(&v, n);
-    t.eval.reset_op_counts();
-    let out = lt.evaluate(&t.eval, &ct).unwrap();
-    let counts = t.eval.op_counts();
-    assert_eq!(out.scale(), ct.scale(), "{what}: back to the input scale");
-    assert_eq!(ct.level() - out.level(), lt.depth());
-    assert_eq!(
-        counts.rotations as usize,
-        steps.len(),
-        "{what}: one rotation per key"
-    );
     let want = apply_plain(matrix, &v);
     let reference = lt.evaluate_plain(&v);
     assert!(
         precision_stats(&want, &reference).min_bits > 40.0,
         "{what}: evaluate_plain"
     );
-    let stats = precision_stats(&want, &t.decrypt(&out)[..n]);
+    let giants = steps
+        .iter()
+        .filter(|&&s| s as usize % lt.baby_steps() == 0)
+        .count() as u64;
+    let mut worst = f64::INFINITY;
+    for double in [false, true] {
+        let lt = lt.clone().with_double_hoisting(double);
+        let encoded = lt.encode(&t.enc, ct.level()).unwrap();
+        assert_eq!(encoded.double_hoisting(), double);
+        t.eval.reset_op_counts();
+        let out = encoded.evaluate(&t.eval, &ct).unwrap();
+        let counts = t.eval.op_counts();
+        assert_eq!(out.scale(), ct.scale(), "{what}: back to the input scale");
+        assert_eq!(ct.level() - out.level(), lt.depth());
+        if double {
+            // The key switches happen in Q*P, outside the evaluator's rotation counter; one
+            // decomposition for all baby steps and one per giant step.
+            let babies = steps.len() as u64 > giants;
+            assert_eq!(counts.rotations, 0, "{what}");
+            assert_eq!(
+                counts.decompositions,
+                u64::from(babies) + giants,
+                "{what}: decompositions"
+            );
+        } else {
+            assert_eq!(
+                counts.rotations as usize,
+                steps.len(),
+                "{what}: one rotation per key"
+            );
+        }
+        let stats = precision_stats(&want, &t.decrypt(&out)[..n]);
+        worst = worst.min(stats.min_bits);
+    }
     // Every key is needed: dropping any one of them fails with MissingKey.
     if let Some(&drop) = steps.last() {
         let fewer: Vec<i64> = steps.iter().copied().filter(|&s| s != drop).collect();
         let t2 = ctx(log_n, 2, 2, &fewer);
-        assert!(
-            matches!(
-                lt.evaluate(&t2.eval, &t2.encrypt_sk(&v, n)),
-                Err(Error::MissingKey { .. })
-            ),
-            "{what}: step {drop} unused?"
-        );
+        let ct2 = t2.encrypt_sk(&v, n);
+        for double in [false, true] {
+            let r = lt
+                .clone()
+                .with_double_hoisting(double)
+                .evaluate(&t2.eval, &ct2);
+            assert!(
+                matches!(r, Err(Error::MissingKey { .. })),
+                "{what}: step {drop} unused?"
+            );
+        }
     }
-    stats.min_bits
+    worst
 }
 
 #[test]
@@ -371,6 +399,24 @@ fn linear_transform_encoded_reuse_and_errors() {
     assert!(LinearTransform::from_real_matrix(&[vec![1.0, 2.0], vec![3.0]]).is_err());
     assert!(lt.clone().with_baby_steps(0).is_err());
     assert!(lt.clone().with_baby_steps(17).is_err());
+    // Diagonals too large to lift modulo P exactly (coefficients beyond q_0 / 2): double
+    // hoisting falls back to single hoisting.
+    let big = LinearTransform::from_diagonals(n, [(1, vec![c(3.0e5); n])])
+        .unwrap()
+        .with_double_hoisting(true);
+    assert!(!big.encode(&t.enc, 3).unwrap().double_hoisting());
+    assert!(
+        lt.clone()
+            .with_double_hoisting(true)
+            .encode(&t.enc, 3)
+            .unwrap()
+            .double_hoisting()
+    );
+    let scaled: Vec<Complex64> = (0..n).map(|i| v[(i + 1) % n] * 3.0e5).collect();
+    let got = t.decrypt(&big.evaluate(&t.eval, &ct).unwrap());
+    let rel: Vec<Complex64> = got[..n].iter().map(|x| x / 3.0e5).collect();
+    let want: Vec<Complex64> = scaled.iter().map(|x| x / 3.0e5).collect();
+    assert!(precision_stats(&want, &rel).min_bits > 20.0);
     // Identity: one diagonal, no rotation.
     let id = LinearTransform::from_diagonals(n, [(0, vec![c(1.0); n])]).unwrap();
     assert!(id.rotation_steps().is_empty());

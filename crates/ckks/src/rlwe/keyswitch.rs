@@ -150,3 +150,49 @@ pub fn key_switch(params: &Params, level: usize, d: &Poly<Ntt>, key: &SwitchingK
     let [a, b] = inner_product(params, &dec, key, None);
     [mod_down(params, a), mod_down(params, b)]
 }
+
+/// `P * x` in the extended basis: `x` (NTT form modulo Q_level) becomes the polynomial of
+/// Q_level * P whose Q towers are `[P]_{q_i} x` and whose P towers are zero. [`mod_down`]
+/// of `P x + y` is `x + mod_down(y)` exactly, which is what lets sums stay in Q_level * P
+/// and share one ModDown ("double hoisting", Bossuat-Mouchet-Troncoso-Pastoriza-Hubaux 2021).
+pub fn lift_to_qp(params: &Params, x: &Poly<Ntt>) -> Poly<Ntt> {
+    let ring = params.ring();
+    let n = ring.n();
+    let level = x.basis().q - 1;
+    let mut out = Poly::<Ntt>::zero(ring, params.basis_qp(level));
+    let p_mod_q = params.p_mod_q();
+    out.data_mut()
+        .par_chunks_mut(n)
+        .take(level + 1)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let m = ring.q(i);
+            let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
+            for (o, &v) in o.iter_mut().zip(x.tower(i)) {
+                *o = m.mul_shoup(v, w, ws);
+            }
+        });
+    out
+}
+
+/// A hoisted key switch of the automorphism `X -> X^g` of a ciphertext `(c0, c1)`, left in
+/// the extended basis Q_level * P: returns `(P sigma_g(c0) + <sigma_g(dec), b>,
+/// <sigma_g(dec), a>)` with `dec` the decomposition of `c1`. [`mod_down`] of both components
+/// gives the rotated ciphertext; sums of such terms (times plaintexts in Q_level * P) can be
+/// divided by P once (double hoisting).
+pub fn automorphism_hoisted_qp(
+    params: &Params,
+    c0: &Poly<Ntt>,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    g: u64,
+) -> [Poly<Ntt>; 2] {
+    let ring = params.ring();
+    let perm = ring.galois_permutation(g);
+    let [mut a, b] = inner_product(params, dec, key, Some(&perm));
+    let c0g = c0
+        .truncated(params.basis_q(dec.level))
+        .automorphism(ring, g);
+    a.add_assign(ring, &lift_to_qp(params, &c0g));
+    [a, b]
+}
