@@ -121,6 +121,24 @@ pub struct ImageArgs {
     pub resize: usize,
 }
 
+impl Default for ImageArgs {
+    /// The paper's setting: `regnet_x_400mf`, MNIST, downloaded weights and data, no
+    /// normalisation, batches of 32.
+    fn default() -> Self {
+        Self {
+            backbone: "regnet_x_400mf".to_string(),
+            weights: None,
+            dataset: DatasetArg::Mnist,
+            data_dir: None,
+            batch_size: 32,
+            rgb: false,
+            grey: false,
+            normalize: false,
+            resize: 224,
+        }
+    }
+}
+
 /// `volley features`: extract backbone features of a dataset into a feature file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FeaturesArgs {
@@ -438,15 +456,18 @@ mod tests {
                 "8",
                 "--out",
                 out.to_str().expect("utf-8"),
-                "--threads",
-                "2",
                 "--batch-size",
                 "3",
-                "--quiet",
                 "--report",
                 report.to_str().expect("utf-8"),
             ])
             .expect("parse");
+            // --threads and --quiet are volley's global flags, set by main.rs.
+            let args = FeaturesArgs {
+                threads: Some(2),
+                quiet: true,
+                ..args
+            };
             run(&args).expect("volley features");
             let table = volley_vision::read_features(&out).expect("read back");
             assert_eq!((table.rows, table.cols), (8, 400));
