@@ -80,7 +80,7 @@ impl BasisConverter {
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |t| t.len());
         let k = self.from.len();
-        // y_i = [x_i * (A/a_i)^{-1}]_{a_i}; v = round(sum y_i / a_i) counts the multiples of A.
+        // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
         let y: Vec<Vec<u64>> = input
             .par_iter()
             .enumerate()
@@ -90,42 +90,60 @@ impl BasisConverter {
                 x.iter().map(|&v| m.mul_shoup(v, w, ws)).collect()
             })
             .collect();
-        let mut v = vec![0u64; n];
-        v.par_chunks_mut(1024).enumerate().for_each(|(block, out)| {
-            let start = block * 1024;
-            for (c, o) in out.iter_mut().enumerate() {
-                let mut s = 0.0f64;
-                for i in 0..k {
-                    s += y[i][start + c] as f64 * self.a_inv_f64[i];
+        // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
+        let mut v = vec![0u8; n];
+        v.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
+            let start = b * BLOCK;
+            let mut s = [0f64; BLOCK];
+            for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
+                for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
+                    *acc += x as f64 * inv;
                 }
-                *o = s.round() as u64;
+            }
+            for (o, acc) in out.iter_mut().zip(s) {
+                *o = acc.round() as u8;
             }
         });
         output.par_iter_mut().enumerate().for_each(|(j, out)| {
             let m = &self.to[j];
             let w = &self.a_hat_mod_b[j];
-            let a_mod = self.a_mod_b[j];
-            for (c, o) in out.iter_mut().enumerate() {
-                let mut acc = 0u128;
-                let mut r = 0u64;
-                for (chunk_start, wchunk) in w.chunks(LAZY_PRODUCTS).enumerate() {
-                    for (i, &wi) in wchunk.iter().enumerate() {
-                        acc += y[chunk_start * LAZY_PRODUCTS + i][c] as u128 * wi as u128;
+            // v * [A]_{b_j} for every possible v (v <= k).
+            let correction: Vec<u64> = (0..=k as u64).map(|c| m.mul(m.reduce(c), self.a_mod_b[j])).collect();
+            for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+                let start = b * BLOCK;
+                let len = out.len();
+                let mut acc = [0u128; BLOCK];
+                let mut partial = [0u64; BLOCK];
+                // Products of residues fit 124 bits: sum up to LAZY_PRODUCTS before reducing.
+                for (ys, ws) in y.chunks(LAZY_PRODUCTS).zip(w.chunks(LAZY_PRODUCTS)) {
+                    for (yi, &wi) in ys.iter().zip(ws) {
+                        for (a, &x) in acc[..len].iter_mut().zip(&yi[start..start + len]) {
+                            *a += x as u128 * wi as u128;
+                        }
                     }
                     if k > LAZY_PRODUCTS {
-                        r = m.add(r, m.reduce_u128(acc));
-                        acc = 0;
+                        for (p, a) in partial[..len].iter_mut().zip(acc[..len].iter_mut()) {
+                            *p = m.add(*p, m.reduce_u128(*a));
+                            *a = 0;
+                        }
                     }
                 }
-                if k <= LAZY_PRODUCTS {
-                    r = m.reduce_u128(acc);
+                if k > LAZY_PRODUCTS {
+                    for ((o, &p), &vc) in out.iter_mut().zip(&partial).zip(&v[start..start + len]) {
+                        *o = m.sub(p, correction[usize::from(vc)]);
+                    }
+                } else {
+                    for ((o, &a), &vc) in out.iter_mut().zip(&acc).zip(&v[start..start + len]) {
+                        *o = m.sub(m.reduce_u128(a), correction[usize::from(vc)]);
+                    }
                 }
-                // Subtract v * A (v <= k, so one multiply by a small number).
-                *o = m.sub(r, m.mul(m.reduce(v[c]), a_mod));
             }
         });
     }
 }
+
+/// Coefficients per block of the conversion loops (accumulators stay in L1).
+const BLOCK: usize = 128;
 
 #[cfg(test)]
 mod tests {

@@ -87,18 +87,16 @@ pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey, p
                         let ka = &key.a[j].tower(kt)[c0..c0 + len];
                         match perm {
                             None => {
-                                let d = &d[c0..c0 + len];
-                                for c in 0..len {
-                                    acc0[c] += d[c] as u128 * kb[c] as u128;
-                                    acc1[c] += d[c] as u128 * ka[c] as u128;
+                                for (((a0, a1), &x), (&b, &a)) in acc0[..len].iter_mut().zip(acc1[..len].iter_mut()).zip(&d[c0..c0 + len]).zip(kb.iter().zip(ka)) {
+                                    *a0 += x as u128 * b as u128;
+                                    *a1 += x as u128 * a as u128;
                                 }
                             }
                             Some(p) => {
-                                let p = &p[c0..c0 + len];
-                                for c in 0..len {
-                                    let x = d[p[c] as usize] as u128;
-                                    acc0[c] += x * kb[c] as u128;
-                                    acc1[c] += x * ka[c] as u128;
+                                for (((a0, a1), &pi), (&b, &a)) in acc0[..len].iter_mut().zip(acc1[..len].iter_mut()).zip(&p[c0..c0 + len]).zip(kb.iter().zip(ka)) {
+                                    let x = d[pi as usize] as u128;
+                                    *a0 += x * b as u128;
+                                    *a1 += x * a as u128;
                                 }
                             }
                         }

@@ -1,0 +1,50 @@
+//! Times the stages of a key switch at a preset (default bench16), single-threaded unless
+//! RAYON_NUM_THREADS says otherwise: where a rotation's time goes.
+//! `cargo run --release -p volley-ckks --example keyswitch_breakdown [preset]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+use volley_ckks::client::KeyGenerator;
+use volley_ckks::rlwe::keyswitch::{decompose, inner_product, mod_down};
+use volley_ckks::{Encoder, Evaluator, Params, encrypt_public};
+
+fn main() {
+    let preset = std::env::args().nth(1).unwrap_or_else(|| "bench16".into());
+    let params = Params::preset(&preset).unwrap();
+    let mut kg = KeyGenerator::new(params.clone());
+    let sk = kg.gen_secret_key();
+    let pk = kg.gen_public_key(&sk);
+    let keys = kg.gen_evaluation_keys(&sk, true, &[1], false);
+    let g = params.ring().galois_element_for_rotation(1);
+    let key = keys.galois_key(g).unwrap().key().clone();
+    let enc = Encoder::new(params.clone());
+    let eval = Evaluator::new(params.clone(), keys);
+    let level = params.max_level();
+    let v: Vec<f64> = (0..params.max_slots()).map(|i| (i % 7) as f64).collect();
+    let ct = encrypt_public(&pk, &enc.encode(&v, level, params.default_scale(), params.max_slots()).unwrap()).unwrap();
+    let c1 = ct.polys()[1].clone();
+    let ring = params.ring();
+    let reps = 5;
+    let time = |name: &str, f: &mut dyn FnMut()| {
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            let s = Instant::now();
+            f();
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        t.sort_by(f64::total_cmp);
+        println!("{name:<28} {:>9.2} ms", t[reps / 2]);
+    };
+    let dec = decompose(&params, level, &c1);
+    let perm = ring.galois_permutation(g);
+    let [a, _] = inner_product(&params, &dec, &key, Some(&perm));
+    time("decompose (ModUp)", &mut || drop(decompose(&params, level, &c1)));
+    time("inner product", &mut || drop(inner_product(&params, &dec, &key, None)));
+    time("inner product (permuted)", &mut || drop(inner_product(&params, &dec, &key, Some(&perm))));
+    time("mod_down (one poly)", &mut || drop(mod_down(&params, a.clone())));
+    time("automorphism (one poly)", &mut || drop(c1.automorphism(ring, g)));
+    time("intt+ntt all towers", &mut || drop(c1.to_coeff(ring).into_ntt(ring)));
+    time("rescale", &mut || drop(eval.rescale(&ct).unwrap()));
+    time("tensor (mul_no_relin)", &mut || drop(eval.mul_no_relin(&ct, &ct).unwrap()));
+    time("rotate", &mut || drop(eval.rotate(&ct, 1).unwrap()));
+}
