@@ -29,7 +29,11 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 fn time<T>(reps: usize, mut f: impl FnMut() -> Result<T, CliError>) -> Result<Vec<f64>, CliError> {
@@ -55,7 +59,11 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
     let pk = kg.gen_public_key(&sk);
     let steps: Vec<i64> = (1..=8).collect();
     let keys = kg.gen_evaluation_keys(&sk, true, &steps, false);
-    let rot_key_bytes = keys.galois.values().next().map_or(0, |k| k.key().byte_size());
+    let rot_key_bytes = keys
+        .galois
+        .values()
+        .next()
+        .map_or(0, |k| k.key().byte_size());
     let enc = Encoder::new(params.clone());
     let eval = Evaluator::new(params.clone(), keys);
     let values: Vec<f64> = (0..slots).map(|i| ((i % 97) as f64 / 97.0) - 0.5).collect();
@@ -70,13 +78,19 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
         results.push(("encrypt", time(reps, || Ok(encrypt_public(&pk, &pt)?))?));
     }
     if wants("mul_relin_rescale") {
-        results.push(("mul_relin_rescale", time(reps, || Ok(eval.mul_relin_rescale(&ct_a, &ct_b)?))?));
+        results.push((
+            "mul_relin_rescale",
+            time(reps, || Ok(eval.mul_relin_rescale(&ct_a, &ct_b)?))?,
+        ));
     }
     if wants("rotate") {
         results.push(("rotate", time(reps, || Ok(eval.rotate(&ct_a, 1)?))?));
     }
     if wants("rotate_hoisted_8") {
-        results.push(("rotate_hoisted_8", time(reps, || Ok(eval.rotate_hoisted(&ct_a, &steps)?))?));
+        results.push((
+            "rotate_hoisted_8",
+            time(reps, || Ok(eval.rotate_hoisted(&ct_a, &steps)?))?,
+        ));
     }
     if wants("mul_plain") {
         results.push((
@@ -89,7 +103,10 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
         ));
     }
     if wants("keygen_rotation") {
-        results.push(("keygen_rotation", time(reps, || Ok(kg.gen_rotation_key(&sk, 9)))?));
+        results.push((
+            "keygen_rotation",
+            time(reps, || Ok(kg.gen_rotation_key(&sk, 9)))?,
+        ));
     }
     let rss = peak_rss_bytes();
     for (op, times) in results {
@@ -103,7 +120,9 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
             });
             println!("{line}");
         } else {
-            println!("{op:<20} median {med:>10.2} ms   min {min:>10.2} ms   ({reps} reps, {threads} threads)");
+            println!(
+                "{op:<20} median {med:>10.2} ms   min {min:>10.2} ms   ({reps} reps, {threads} threads)"
+            );
         }
     }
     let sizes = serde_json::json!({
@@ -114,7 +133,13 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
     if args.json {
         println!("{sizes}");
     } else {
-        println!("sizes: ciphertext {} B, fresh seeded ciphertext {} B, rotation key {} B, peak RSS {} B", ct_a.byte_size(), fresh_sk.byte_size(), rot_key_bytes, rss);
+        println!(
+            "sizes: ciphertext {} B, fresh seeded ciphertext {} B, rotation key {} B, peak RSS {} B",
+            ct_a.byte_size(),
+            fresh_sk.byte_size(),
+            rot_key_bytes,
+            rss
+        );
     }
     Ok(())
 }

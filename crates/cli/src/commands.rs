@@ -1,7 +1,9 @@
 //! The client and server commands, each a separate process working through files, and the
 //! all-in-one `demo`.
 
-use crate::files::{cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic};
+use crate::files::{
+    cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic,
+};
 use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,11 @@ pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
     };
     if head.as_slice() == volley_vision::features_io::MAGIC {
         let t = volley_vision::read_features(path).map_err(|e| CliError::Msg(e.to_string()))?;
-        Ok(FeatureTable::new(t.labels.iter().map(|&l| l as usize).collect(), t.values, t.cols)?)
+        Ok(FeatureTable::new(
+            t.labels.iter().map(|&l| l as usize).collect(),
+            t.values,
+            t.cols,
+        )?)
     } else {
         Ok(FeatureTable::read_csv(path)?)
     }
@@ -41,7 +47,11 @@ fn rows_or_all(table: &FeatureTable, spec: Option<&str>) -> Result<FeatureTable,
 }
 
 fn parse_schedule(s: &str) -> Result<Schedule, CliError> {
-    Schedule::parse(s).ok_or_else(|| CliError::Msg(format!("unknown schedule {s:?} (expected diagonal or paper)")))
+    Schedule::parse(s).ok_or_else(|| {
+        CliError::Msg(format!(
+            "unknown schedule {s:?} (expected diagonal or paper)"
+        ))
+    })
 }
 
 /// Shared data arguments.
@@ -87,51 +97,104 @@ pub fn save_weights(path: &Path, w: &Weights, d: usize) -> Result<PathBuf, CliEr
     }
     let json_path = path.with_extension("json");
     if path.extension().is_some_and(|e| e == "json") {
-        write_file_atomic(path, serde_json::to_string_pretty(&weights_json(w, d)).unwrap_or_default().as_bytes())?;
+        write_file_atomic(
+            path,
+            serde_json::to_string_pretty(&weights_json(w, d))
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         return Ok(path.to_path_buf());
     }
     write_file_atomic(path, csv.as_bytes())?;
-    write_file_atomic(&json_path, serde_json::to_string_pretty(&weights_json(w, d)).unwrap_or_default().as_bytes())?;
+    write_file_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&weights_json(w, d))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     Ok(json_path)
 }
 
 /// Reads weights from the CSV or JSON written by [`save_weights`]. Returns (weights, d).
 pub fn load_weights(path: &Path) -> Result<(Weights, usize), CliError> {
-    let text = String::from_utf8(read(path)?).map_err(|_| CliError::Msg(format!("{}: not UTF-8 text", path.display())))?;
+    let text = String::from_utf8(read(path)?)
+        .map_err(|_| CliError::Msg(format!("{}: not UTF-8 text", path.display())))?;
     let bad = |m: String| CliError::Msg(format!("{}: {m}", path.display()));
     let rows: Vec<Vec<f64>> = if text.trim_start().starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let arr = v.get("weights").and_then(|w| w.as_array()).ok_or_else(|| bad("no \"weights\" array".into()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let arr = v
+            .get("weights")
+            .and_then(|w| w.as_array())
+            .ok_or_else(|| bad("no \"weights\" array".into()))?;
         arr.iter()
-            .map(|r| r.as_array().and_then(|r| r.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>()).ok_or_else(|| bad("weights must be arrays of numbers".into())))
+            .map(|r| {
+                r.as_array()
+                    .and_then(|r| r.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>())
+                    .ok_or_else(|| bad("weights must be arrays of numbers".into()))
+            })
             .collect::<Result<_, _>>()?
     } else {
         let mut rows = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let mut f = line.split(',');
-            let k: usize = f.next().unwrap_or("").trim().parse().map_err(|_| bad(format!("line {}: class index expected", i + 1)))?;
+            let k: usize = f
+                .next()
+                .unwrap_or("")
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("line {}: class index expected", i + 1)))?;
             if k != rows.len() {
                 return Err(bad(format!("line {}: class {k} out of order", i + 1)));
             }
-            rows.push(f.map(|x| x.trim().parse::<f64>().map_err(|_| bad(format!("line {}: {x:?} is not a number", i + 1)))).collect::<Result<Vec<_>, _>>()?);
+            rows.push(
+                f.map(|x| {
+                    x.trim()
+                        .parse::<f64>()
+                        .map_err(|_| bad(format!("line {}: {x:?} is not a number", i + 1)))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            );
         }
         rows
     };
     let d = rows.first().map_or(0, Vec::len);
-    if rows.len() < 2 || d < 2 || rows.iter().any(|r| r.len() != d || r.iter().any(|v| !v.is_finite())) {
-        return Err(bad("expected at least 2 classes of equal-length finite weight rows (bias first)".into()));
+    if rows.len() < 2
+        || d < 2
+        || rows
+            .iter()
+            .any(|r| r.len() != d || r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(bad(
+            "expected at least 2 classes of equal-length finite weight rows (bias first)".into(),
+        ));
     }
-    Ok((Weights { c: rows.len(), d_hat: d, w: rows.concat() }, d))
+    Ok((
+        Weights {
+            c: rows.len(),
+            d_hat: d,
+            w: rows.concat(),
+        },
+        d,
+    ))
 }
 
 fn check_width(w_d: usize, table: &FeatureTable) -> Result<(), CliError> {
     if w_d != table.cols + 1 {
-        return Err(CliError::Msg(format!("the weights have {} features but the data has {}", w_d - 1, table.cols)));
+        return Err(CliError::Msg(format!(
+            "the weights have {} features but the data has {}",
+            w_d - 1,
+            table.cols
+        )));
     }
     Ok(())
 }
 
-fn test_rows<'a>(t: &'a FeatureTable) -> Vec<&'a [f64]> {
+fn test_rows(t: &FeatureTable) -> Vec<&[f64]> {
     (0..t.rows()).map(|i| t.row(i)).collect()
 }
 
@@ -156,18 +219,31 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let schedule = parse_schedule(&args.schedule)?;
     let client = Client::generate(schedule, args.iters)?;
     write_dir_atomic(&args.keys, |dir| {
-        write(&dir.join("params.bin"), &volley_ckks::params_to_bytes(client.params()))?;
+        write(
+            &dir.join("params.bin"),
+            &volley_ckks::params_to_bytes(client.params()),
+        )?;
         let meta = serde_json::json!({
             "params_name": client.params_name(), "key_id": client.key_id(),
             "schedule": schedule, "iterations": args.iters,
         });
-        write(&dir.join("client.json"), serde_json::to_string_pretty(&meta).unwrap_or_default().as_bytes())?;
+        write(
+            &dir.join("client.json"),
+            serde_json::to_string_pretty(&meta)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         let mut sk = Vec::new();
         volley_ckks::client::save_secret_key(client.secret_key(), &mut sk)?;
         volley_ckks::serialization::write_atomic_private(&dir.join("secret.key"), &sk)?;
         Ok(())
     })?;
-    eprintln!("keys for {} ({}) written to {}", client.params_name(), client.params().summary(), args.keys.display());
+    eprintln!(
+        "keys for {} ({}) written to {}",
+        client.params_name(),
+        client.params().summary(),
+        args.keys.display()
+    );
     Ok(())
 }
 
@@ -178,17 +254,32 @@ struct KeyDir {
 }
 
 fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
-    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
     let meta_path = dir.join("client.json");
-    let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?).map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
-    let field = |k: &str| meta.get(k).cloned().ok_or_else(|| CliError::Msg(format!("{}: missing {k:?}", meta_path.display())));
-    let name = field("params_name")?.as_str().unwrap_or_default().to_string();
+    let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
+    let field = |k: &str| {
+        meta.get(k)
+            .cloned()
+            .ok_or_else(|| CliError::Msg(format!("{}: missing {k:?}", meta_path.display())))
+    };
+    let name = field("params_name")?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let key_id = field("key_id")?.as_str().unwrap_or_default().to_string();
-    let schedule: Schedule = serde_json::from_value(field("schedule")?).map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
+    let schedule: Schedule = serde_json::from_value(field("schedule")?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
     let iterations = field("iterations")?.as_u64().unwrap_or(0) as usize;
-    let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("secret.key").display())))?;
+    let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("secret.key").display())))?;
     let literal = params.literal().clone();
-    Ok(KeyDir { client: Client::from_parts(name, literal, params, sk, key_id), schedule, iterations })
+    Ok(KeyDir {
+        client: Client::from_parts(name, literal, params, sk, key_id),
+        schedule,
+        iterations,
+    })
 }
 
 // ----- encrypt -----
@@ -209,8 +300,19 @@ pub struct EncryptArgs {
     pub out: PathBuf,
 }
 
-fn design_for(client: &Client, schedule: Schedule, table: &FeatureTable, c: usize) -> Result<(Design, Geometry), CliError> {
-    let probe = Geometry::new(schedule, table.rows(), c, table.cols + 1, client.params().max_slots())?;
+fn design_for(
+    client: &Client,
+    schedule: Schedule,
+    table: &FeatureTable,
+    c: usize,
+) -> Result<(Design, Geometry), CliError> {
+    let probe = Geometry::new(
+        schedule,
+        table.rows(),
+        c,
+        table.cols + 1,
+        client.params().max_slots(),
+    )?;
     let design = Design::new(table, c, probe.d_hat)?;
     Ok((design, probe))
 }
@@ -226,18 +328,33 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
     let keys = kd.client.evaluation_keys(kd.schedule, &g);
     sp.set_message("encrypting");
     let w0 = Weights::constant(c, design.d, g.d_hat, args.init);
-    let bundle = kd.client.encrypt_upload(kd.schedule, &design, kd.iterations, &w0, keys)?;
+    let bundle = kd
+        .client
+        .encrypt_upload(kd.schedule, &design, kd.iterations, &w0, keys)?;
     sp.set_message("writing");
     save_bundle(&args.out, &bundle)?;
     sp.finish_and_clear();
-    eprintln!("upload bundle: {} ciphertexts, {:.1} MiB, in {}", bundle.manifest.ciphertext_count(), bundle.manifest.total_bytes() as f64 / 1048576.0, args.out.display());
+    eprintln!(
+        "upload bundle: {} ciphertexts, {:.1} MiB, in {}",
+        bundle.manifest.ciphertext_count(),
+        bundle.manifest.total_bytes() as f64 / 1048576.0,
+        args.out.display()
+    );
     Ok(())
 }
 
 fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
     write_dir_atomic(dir, |tmp| {
-        write(&tmp.join("manifest.json"), serde_json::to_string_pretty(&b.manifest).unwrap_or_default().as_bytes())?;
-        write(&tmp.join("params.bin"), &volley_ckks::params_to_bytes(&b.params))?;
+        write(
+            &tmp.join("manifest.json"),
+            serde_json::to_string_pretty(&b.manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write(
+            &tmp.join("params.bin"),
+            &volley_ckks::params_to_bytes(&b.params),
+        )?;
         write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
         for (name, cts) in &b.groups {
             write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
@@ -248,10 +365,17 @@ fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
 
 fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
     let path = dir.join("manifest.json");
-    let manifest: Manifest = serde_json::from_slice(&read(&path)?).map_err(|e| CliError::Msg(format!("{}: invalid manifest: {e}", path.display())))?;
-    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false).map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
+    let manifest: Manifest = serde_json::from_slice(&read(&path)?)
+        .map_err(|e| CliError::Msg(format!("{}: invalid manifest: {e}", path.display())))?;
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
     if params.fingerprint_hex() != manifest.fingerprint {
-        return Err(CliError::Msg(format!("{}: made for other parameters (fingerprint {} != manifest's {})", dir.display(), &params.fingerprint_hex()[..16], &manifest.fingerprint[..16.min(manifest.fingerprint.len())])));
+        return Err(CliError::Msg(format!(
+            "{}: made for other parameters (fingerprint {} != manifest's {})",
+            dir.display(),
+            &params.fingerprint_hex()[..16],
+            &manifest.fingerprint[..16.min(manifest.fingerprint.len())]
+        )));
     }
     Ok((manifest, params))
 }
@@ -259,20 +383,33 @@ fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
 fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     let (manifest, params) = load_manifest(dir)?;
     let keys_path = dir.join("keys.bin");
-    let keys = EvaluationKeys::from_bytes(&params, &read(&keys_path)?).map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
+    let keys = EvaluationKeys::from_bytes(&params, &read(&keys_path)?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
     let mut groups = BTreeMap::new();
     for (name, &count) in &manifest.ciphertexts {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(CliError::Msg(format!("{}: invalid group name {name:?}", dir.display())));
+            return Err(CliError::Msg(format!(
+                "{}: invalid group name {name:?}",
+                dir.display()
+            )));
         }
         let path = dir.join(format!("{name}.cts"));
         let cts = cts_from_bytes(&params, &read(&path)?, &path)?;
         if cts.len() != count {
-            return Err(CliError::Msg(format!("{}: {} ciphertexts, the manifest says {count}", path.display(), cts.len())));
+            return Err(CliError::Msg(format!(
+                "{}: {} ciphertexts, the manifest says {count}",
+                path.display(),
+                cts.len()
+            )));
         }
         groups.insert(name.clone(), cts);
     }
-    Ok(UploadBundle { manifest, params, keys, groups })
+    Ok(UploadBundle {
+        manifest,
+        params,
+        keys,
+        groups,
+    })
 }
 
 // ----- train -----
@@ -322,30 +459,57 @@ fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, imp
 /// Trains (encrypted, server side; or plaintext reference).
 pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     if args.plaintext {
-        let features = args.features.as_ref().ok_or_else(|| CliError::Msg("--plaintext needs --features".into()))?;
+        let features = args
+            .features
+            .as_ref()
+            .ok_or_else(|| CliError::Msg("--plaintext needs --features".into()))?;
         let all = load_features(features)?;
         let c = classes(&all, args.classes);
         let t = rows_or_all(&all, args.train_rows.as_deref())?;
         let d = t.cols + 1;
         let d_hat = d.next_power_of_two();
         let design = Design::new(&t, c, d_hat)?;
-        let w = train_plain(&design, args.iters.unwrap_or(2), &Weights::constant(c, d, d_hat, args.init));
+        let w = train_plain(
+            &design,
+            args.iters.unwrap_or(2),
+            &Weights::constant(c, d, d_hat, args.init),
+        );
         let json = save_weights(&args.out, &w, d)?;
-        eprintln!("plaintext weights written to {} and {}", args.out.display(), json.display());
+        eprintln!(
+            "plaintext weights written to {} and {}",
+            args.out.display(),
+            json.display()
+        );
         return Ok(());
     }
-    let dir = args.bundle.as_ref().ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
+    let dir = args
+        .bundle
+        .as_ref()
+        .ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
     let bundle = load_bundle(dir)?;
     let iters = args.iters.unwrap_or(bundle.manifest.iterations);
     let (pb, mut cb) = progress_callback(ui, iters);
     let (model, stats) = server::train(&bundle, iters, &mut cb)?;
     pb.finish_and_clear();
     write_dir_atomic(&args.out, |tmp| {
-        write(&tmp.join("manifest.json"), serde_json::to_string_pretty(&model.manifest).unwrap_or_default().as_bytes())?;
-        write(&tmp.join("params.bin"), &volley_ckks::params_to_bytes(&bundle.params))?;
+        write(
+            &tmp.join("manifest.json"),
+            serde_json::to_string_pretty(&model.manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write(
+            &tmp.join("params.bin"),
+            &volley_ckks::params_to_bytes(&bundle.params),
+        )?;
         write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))
     })?;
-    eprintln!("encrypted model written to {} ({} iterations, key switches per iteration {:?})", args.out.display(), iters, stats.key_switches_per_iteration);
+    eprintln!(
+        "encrypted model written to {} ({} iterations, key switches per iteration {:?})",
+        args.out.display(),
+        iters,
+        stats.key_switches_per_iteration
+    );
     Ok(())
 }
 
@@ -369,7 +533,9 @@ pub struct DecryptArgs {
 pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
     let kd = load_keys(&args.keys)?;
     let (manifest, params) = load_manifest(&args.model)?;
-    if manifest.key_id != kd.client.key_id() || params.fingerprint() != kd.client.params().fingerprint() {
+    if manifest.key_id != kd.client.key_id()
+        || params.fingerprint() != kd.client.params().fingerprint()
+    {
         return Err(CliError::Msg(format!(
             "{}: this model was trained for key {} but {} holds key {}: decrypt it with its own key directory",
             args.model.display(),
@@ -383,7 +549,11 @@ pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
     let model = EncryptedModel { manifest, weights };
     let w = kd.client.decrypt_model(&model)?;
     let json = save_weights(&args.out, &w, model.manifest.geometry.d)?;
-    eprintln!("weights written to {} and {}", args.out.display(), json.display());
+    eprintln!(
+        "weights written to {} and {}",
+        args.out.display(),
+        json.display()
+    );
     Ok(())
 }
 
@@ -468,13 +638,35 @@ pub struct DemoOutcome {
     pub report: serde_json::Value,
 }
 
+/// What the demo runs: rows, iterations, schedule, classes, initial weight.
+pub struct DemoPlan<'a> {
+    /// Training rows.
+    pub train: &'a str,
+    /// Test rows (default: the rows after the training rows).
+    pub test: Option<&'a str>,
+    /// Iterations.
+    pub iters: usize,
+    /// Schedule.
+    pub schedule: Schedule,
+    /// Classes (default: from the data).
+    pub classes: Option<usize>,
+    /// Initial weight.
+    pub init: f64,
+}
+
 /// Runs keygen, encrypt, train, decrypt and evaluation in one process on a features table.
-pub fn demo_on_table(all: &FeatureTable, train_spec: &str, test_spec: Option<&str>, args_iters: usize, schedule: Schedule, classes_arg: Option<usize>, init: f64, threads: usize, ui: Ui) -> Result<DemoOutcome, CliError> {
+pub fn demo_on_table(
+    all: &FeatureTable,
+    plan: &DemoPlan<'_>,
+    threads: usize,
+    ui: Ui,
+) -> Result<DemoOutcome, CliError> {
     let t_total = Instant::now();
-    let c = classes(all, classes_arg);
-    let train_range = parse_range(train_spec)?;
+    let (args_iters, schedule, init) = (plan.iters, plan.schedule, plan.init);
+    let c = classes(all, plan.classes);
+    let train_range = parse_range(plan.train)?;
     let train_t = all.select(&train_range)?;
-    let test_t = match test_spec {
+    let test_t = match plan.test {
         Some(s) => all.select(&parse_range(s)?)?,
         None => all.select(&(train_range.end..all.rows()))?,
     };
@@ -504,7 +696,11 @@ pub fn demo_on_table(all: &FeatureTable, train_spec: &str, test_spec: Option<&st
     let he_acc = accuracy(&w_he, &rows, &test_t.labels);
     let plain_acc = accuracy(&w_plain, &rows, &test_t.labels);
     let ks = &stats.key_switches_per_iteration;
-    let ks_avg = if ks.is_empty() { 0 } else { ks.iter().sum::<u64>() / ks.len() as u64 };
+    let ks_avg = if ks.is_empty() {
+        0
+    } else {
+        ks.iter().sum::<u64>() / ks.len() as u64
+    };
     let report = serde_json::json!({
         "he_test_accuracy": he_acc,
         "plain_test_accuracy": plain_acc,
@@ -551,22 +747,48 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
     let t = Instant::now();
     let schedule = parse_schedule(&args.schedule)?;
     let (all, train_spec, test_spec, seconds_features) = match &args.features {
-        Some(path) => (load_features(path)?, args.train_rows.clone(), args.test_rows.clone(), None),
+        Some(path) => (
+            load_features(path)?,
+            args.train_rows.clone(),
+            args.test_rows.clone(),
+            None,
+        ),
         None => {
             // Transfer learning on the client: frozen backbone features of the images.
             let tf = Instant::now();
             let quiet = !ui.show;
-            let feats = |split, limit| crate::features::extract_table(&args.images, split, 0, Some(limit), quiet).map_err(|e| CliError::Msg(e.to_string()));
+            let feats = |split, limit| {
+                crate::features::extract_table(&args.images, split, 0, Some(limit), quiet)
+                    .map_err(|e| CliError::Msg(e.to_string()))
+            };
             let train = feats(volley_vision::Split::Train, args.train_limit)?;
             let test = feats(volley_vision::Split::Test, args.test_limit)?;
             let (n_train, n_test) = (train.rows, test.rows);
-            let labels = train.labels.iter().chain(&test.labels).map(|&l| l as usize).collect();
+            let labels = train
+                .labels
+                .iter()
+                .chain(&test.labels)
+                .map(|&l| l as usize)
+                .collect();
             let values = [train.values, test.values].concat();
             let table = FeatureTable::new(labels, values, train.cols)?;
-            (table, format!("0..{n_train}"), Some(format!("{n_train}..{}", n_train + n_test)), Some(tf.elapsed().as_secs_f64()))
+            (
+                table,
+                format!("0..{n_train}"),
+                Some(format!("{n_train}..{}", n_train + n_test)),
+                Some(tf.elapsed().as_secs_f64()),
+            )
         }
     };
-    let mut out = demo_on_table(&all, &train_spec, test_spec.as_deref(), args.iters, schedule, args.classes, args.init, threads, ui)?;
+    let plan = DemoPlan {
+        train: &train_spec,
+        test: test_spec.as_deref(),
+        iters: args.iters,
+        schedule,
+        classes: args.classes,
+        init: args.init,
+    };
+    let mut out = demo_on_table(&all, &plan, threads, ui)?;
     if let Some(s) = seconds_features {
         out.report["seconds_features"] = serde_json::json!(s);
         out.report["data"] = serde_json::json!({"dataset": format!("{:?}", args.images.dataset), "backbone": args.images.backbone});
@@ -591,7 +813,12 @@ pub fn finish_report(report: &serde_json::Value, path: Option<&Path>) -> Result<
         f("seconds_train").as_f64().unwrap_or(0.0)
     );
     if let Some(p) = path {
-        write_file_atomic(p, serde_json::to_string_pretty(report).unwrap_or_default().as_bytes())?;
+        write_file_atomic(
+            p,
+            serde_json::to_string_pretty(report)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         eprintln!("report written to {}", p.display());
     }
     Ok(())

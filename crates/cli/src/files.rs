@@ -36,7 +36,11 @@ pub fn cts_to_bytes(cts: &[Ciphertext]) -> Vec<u8> {
 }
 
 /// Parses a container, validating every ciphertext against `params`.
-pub fn cts_from_bytes(params: &Arc<Params>, bytes: &[u8], path: &Path) -> Result<Vec<Ciphertext>, CliError> {
+pub fn cts_from_bytes(
+    params: &Arc<Params>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<Ciphertext>, CliError> {
     let bad = |msg: String| CliError::Msg(format!("{}: {msg}", path.display()));
     if bytes.len() < 12 || &bytes[..8] != CTS_MAGIC {
         return Err(bad("not a volley ciphertext file (bad magic)".into()));
@@ -45,11 +49,21 @@ pub fn cts_from_bytes(params: &Arc<Params>, bytes: &[u8], path: &Path) -> Result
     let mut pos = 12usize;
     let mut out = Vec::new();
     for i in 0..count {
-        let len_bytes: [u8; 8] = bytes.get(pos..pos + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| bad(format!("truncated before ciphertext {i} of {count}")))?;
+        let len_bytes: [u8; 8] = bytes
+            .get(pos..pos + 8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| bad(format!("truncated before ciphertext {i} of {count}")))?;
         let len = u64::from_le_bytes(len_bytes);
         pos += 8;
-        let end = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)).filter(|&e| e <= bytes.len()).ok_or_else(|| bad(format!("ciphertext {i} of {count} is truncated")))?;
-        out.push(Ciphertext::from_bytes(params, &bytes[pos..end]).map_err(|e| bad(format!("ciphertext {i}: {e}")))?);
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| bad(format!("ciphertext {i} of {count} is truncated")))?;
+        out.push(
+            Ciphertext::from_bytes(params, &bytes[pos..end])
+                .map_err(|e| bad(format!("ciphertext {i}: {e}")))?,
+        );
         pos = end;
     }
     if pos != bytes.len() {
@@ -60,9 +74,20 @@ pub fn cts_from_bytes(params: &Arc<Params>, bytes: &[u8], path: &Path) -> Result
 
 /// Writes a directory atomically: `fill` writes into a fresh temporary sibling, which is
 /// then renamed to `dir` (an existing `dir` is replaced only after everything succeeded).
-pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<(), CliError>) -> Result<(), CliError> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let name = dir.file_name().ok_or_else(|| CliError::Msg(format!("{}: not a directory name", dir.display())))?.to_string_lossy().to_string();
+pub fn write_dir_atomic(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = dir
+        .file_name()
+        .ok_or_else(|| CliError::Msg(format!("{}: not a directory name", dir.display())))?
+        .to_string_lossy()
+        .to_string();
     let tmp = parent.join(format!(".{name}.tmp.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| CliError::io(&tmp, e))?;
@@ -88,5 +113,6 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 
 /// Writes a standalone file atomically.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    volley_ckks::write_atomic(path, bytes).map_err(|e| CliError::Msg(format!("{}: {e}", path.display())))
+    volley_ckks::write_atomic(path, bytes)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", path.display())))
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use util::CliError;
 
 #[derive(Parser, Debug)]
-#[command(name = "volley", version, about = "Privacy-preserving CNN transfer learning on CKKS homomorphic encryption")]
+#[command(
+    name = "volley",
+    version,
+    about = "Privacy-preserving CNN transfer learning on CKKS homomorphic encryption"
+)]
 struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
@@ -53,7 +57,9 @@ enum BenchCommand {
 
 fn main() {
     let cli = Cli::parse();
-    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if let Err(e) = volley_ckks::set_threads(threads) {
         eprintln!("error: cannot start {threads} threads: {e}");
         std::process::exit(1);

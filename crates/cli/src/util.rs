@@ -22,7 +22,10 @@ pub enum CliError {
 impl CliError {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Self::Io { path: path.as_ref().display().to_string(), source }
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 
@@ -30,7 +33,12 @@ impl CliError {
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -50,7 +58,9 @@ impl Ui {
     /// Decides visibility once.
     pub fn new(quiet: bool) -> Self {
         use std::io::IsTerminal;
-        Self { show: !quiet && std::io::stderr().is_terminal() }
+        Self {
+            show: !quiet && std::io::stderr().is_terminal(),
+        }
     }
 
     /// A bar of `len` steps.
@@ -60,9 +70,11 @@ impl Ui {
         }
         let pb = indicatif::ProgressBar::new(len);
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg:<24} [{bar:30}] {pos}/{len} {elapsed_precise} (eta {eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg:<24} [{bar:30}] {pos}/{len} {elapsed_precise} (eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         pb.set_message(msg.to_string());
         pb

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn volley(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_volley")).args(["--quiet"]).args(args).output().expect("run volley")
+    Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["--quiet"])
+        .args(args)
+        .output()
+        .expect("run volley")
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -23,13 +27,19 @@ fn p(path: &Path) -> &str {
 /// Asserts a clean failure: exit code 1, one `error:` line, no panic message.
 fn assert_fails(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "expected {needle:?} in: {err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "expected {needle:?} in: {err}"
+    );
 }
 
 /// A small separable data set: label = argmax of the first two features.
@@ -39,7 +49,11 @@ fn write_csv(dir: &Path, rows: usize) -> PathBuf {
         let label = i % 2;
         let a = if label == 0 { 2.0 } else { 0.1 };
         let b = if label == 1 { 2.0 } else { 0.1 };
-        s.push_str(&format!("{label}.0,{a},{b},{},{},0.5\n", (i % 7) as f64 * 0.1, (i % 3) as f64 * 0.2));
+        s.push_str(&format!(
+            "{label}.0,{a},{b},{},{},0.5\n",
+            (i % 7) as f64 * 0.1,
+            (i % 3) as f64 * 0.2
+        ));
     }
     let path = dir.join("features.csv");
     std::fs::write(&path, s).unwrap();
@@ -55,43 +69,139 @@ fn client_server_round_trip_through_files() {
     let model = dir.join("model");
     let weights = dir.join("weights.csv");
     let out = volley(&["keygen", "--keys", p(&keys), "--iters", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = volley(&["encrypt", "--keys", p(&keys), "--features", p(&csv), "--train-rows", "0..16", "--out", p(&bundle)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--out",
+        p(&bundle),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(bundle.join("manifest.json").exists() && bundle.join("x.cts").exists());
-    assert!(!bundle.join("secret.key").exists(), "the upload must not hold the secret key");
+    assert!(
+        !bundle.join("secret.key").exists(),
+        "the upload must not hold the secret key"
+    );
     let out = volley(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = volley(&["decrypt", "--keys", p(&keys), "--model", p(&model), "--out", p(&weights)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--out",
+        p(&weights),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.join("weights.json").exists());
-    let out = volley(&["evaluate", "--weights", p(&weights), "--features", p(&csv), "--rows", "16..24", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = volley(&[
+        "evaluate",
+        "--weights",
+        p(&weights),
+        "--features",
+        p(&csv),
+        "--rows",
+        "16..24",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"].as_f64(), Some(1.0), "{v}");
     // The plaintext reference gives the same predictions.
     let plain = dir.join("plain.csv");
-    let out = volley(&["train", "--plaintext", "--features", p(&csv), "--train-rows", "0..16", "--iters", "2", "--out", p(&plain)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = volley(&["evaluate", "--weights", p(&plain), "--features", p(&csv), "--rows", "16..24", "--json"]);
+    let out = volley(&[
+        "train",
+        "--plaintext",
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--iters",
+        "2",
+        "--out",
+        p(&plain),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&[
+        "evaluate",
+        "--weights",
+        p(&plain),
+        "--features",
+        p(&csv),
+        "--rows",
+        "16..24",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"].as_f64(), Some(1.0));
 
     // Decrypting with another key directory is refused (key id in the manifest).
     let other = dir.join("other-keys");
-    assert!(volley(&["keygen", "--keys", p(&other), "--iters", "2"]).status.success());
+    assert!(
+        volley(&["keygen", "--keys", p(&other), "--iters", "2"])
+            .status
+            .success()
+    );
     let bad_out = dir.join("w2.csv");
-    assert_fails(&volley(&["decrypt", "--keys", p(&other), "--model", p(&model), "--out", p(&bad_out)]), "key");
+    assert_fails(
+        &volley(&[
+            "decrypt",
+            "--keys",
+            p(&other),
+            "--model",
+            p(&model),
+            "--out",
+            p(&bad_out),
+        ]),
+        "key",
+    );
     assert!(!bad_out.exists());
 
     // A bundle made for other parameters: its params.bin swapped for another chain's.
     let keys3 = dir.join("keys3");
-    assert!(volley(&["keygen", "--keys", p(&keys3), "--iters", "3"]).status.success());
+    assert!(
+        volley(&["keygen", "--keys", p(&keys3), "--iters", "3"])
+            .status
+            .success()
+    );
     let swapped = dir.join("swapped");
     copy_dir(&bundle, &swapped);
     std::fs::copy(keys3.join("params.bin"), swapped.join("params.bin")).unwrap();
     let m2 = dir.join("m2");
-    assert_fails(&volley(&["train", "--bundle", p(&swapped), "--out", p(&m2)]), "other parameters");
+    assert_fails(
+        &volley(&["train", "--bundle", p(&swapped), "--out", p(&m2)]),
+        "other parameters",
+    );
     assert!(!m2.exists());
 
     // Truncated and corrupted ciphertext files.
@@ -108,12 +218,26 @@ fn client_server_round_trip_through_files() {
         }
         std::fs::write(&f, bytes).unwrap();
         let m3 = dir.join(format!("m-{name}"));
-        assert_fails(&volley(&["train", "--bundle", p(&b2), "--out", p(&m3)]), "x.cts");
+        assert_fails(
+            &volley(&["train", "--bundle", p(&b2), "--out", p(&m3)]),
+            "x.cts",
+        );
         assert!(!m3.exists());
     }
     // More iterations than the parameters hold.
     let m4 = dir.join("m4");
-    assert_fails(&volley(&["train", "--bundle", p(&bundle), "--out", p(&m4), "--iters", "3"]), "levels");
+    assert_fails(
+        &volley(&[
+            "train",
+            "--bundle",
+            p(&bundle),
+            "--out",
+            p(&m4),
+            "--iters",
+            "3",
+        ]),
+        "levels",
+    );
     assert!(!m4.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -130,7 +254,11 @@ fn copy_dir(from: &Path, to: &Path) {
 fn bad_feature_files_are_refused_cleanly() {
     let dir = tmpdir("badcsv");
     let keys = dir.join("keys");
-    assert!(volley(&["keygen", "--keys", p(&keys), "--iters", "1"]).status.success());
+    assert!(
+        volley(&["keygen", "--keys", p(&keys), "--iters", "1"])
+            .status
+            .success()
+    );
     let wide: String = {
         let mut s = String::from("1");
         for _ in 0..20000 {
@@ -145,7 +273,11 @@ fn bad_feature_files_are_refused_cleanly() {
     };
     let cases: Vec<(&str, String, &str)> = vec![
         ("ragged", "1,0.5,0.5\n0,0.5\n".into(), "ragged"),
-        ("nonnumeric", "1,0.5,abc\n0,0.5,0.5\n".into(), "not a number"),
+        (
+            "nonnumeric",
+            "1,0.5,abc\n0,0.5,0.5\n".into(),
+            "not a number",
+        ),
         ("nan", "1,0.5,NaN\n0,0.5,0.5\n".into(), "NaN"),
         ("inf", "1,0.5,inf\n0,0.5,0.5\n".into(), "inf"),
         ("label", "1,0.5,0.5\n-3,0.5,0.5\n".into(), "label"),
@@ -155,20 +287,84 @@ fn bad_feature_files_are_refused_cleanly() {
         let csv = dir.join(format!("{name}.csv"));
         std::fs::write(&csv, text).unwrap();
         let out_dir = dir.join(format!("b-{name}"));
-        assert_fails(&volley(&["encrypt", "--keys", p(&keys), "--features", p(&csv), "--out", p(&out_dir)]), needle);
+        assert_fails(
+            &volley(&[
+                "encrypt",
+                "--keys",
+                p(&keys),
+                "--features",
+                p(&csv),
+                "--out",
+                p(&out_dir),
+            ]),
+            needle,
+        );
         assert!(!out_dir.exists(), "{name}: no partial output");
     }
     // Labels out of range for --classes.
     let csv = dir.join("ok.csv");
     std::fs::write(&csv, "0,1,2\n1,2,3\n5,1,1\n").unwrap();
     let out_dir = dir.join("b-classes");
-    assert_fails(&volley(&["encrypt", "--keys", p(&keys), "--features", p(&csv), "--classes", "3", "--out", p(&out_dir)]), "out of range");
+    assert_fails(
+        &volley(&[
+            "encrypt",
+            "--keys",
+            p(&keys),
+            "--features",
+            p(&csv),
+            "--classes",
+            "3",
+            "--out",
+            p(&out_dir),
+        ]),
+        "out of range",
+    );
     // Bad ranges.
-    assert_fails(&volley(&["encrypt", "--keys", p(&keys), "--features", p(&csv), "--train-rows", "2..9", "--out", p(&out_dir)]), "row range");
-    assert_fails(&volley(&["encrypt", "--keys", p(&keys), "--features", p(&csv), "--train-rows", "0-2", "--out", p(&out_dir)]), "START..END");
+    assert_fails(
+        &volley(&[
+            "encrypt",
+            "--keys",
+            p(&keys),
+            "--features",
+            p(&csv),
+            "--train-rows",
+            "2..9",
+            "--out",
+            p(&out_dir),
+        ]),
+        "row range",
+    );
+    assert_fails(
+        &volley(&[
+            "encrypt",
+            "--keys",
+            p(&keys),
+            "--features",
+            p(&csv),
+            "--train-rows",
+            "0-2",
+            "--out",
+            p(&out_dir),
+        ]),
+        "START..END",
+    );
     // Missing files and a key directory that is not one.
-    assert_fails(&volley(&["encrypt", "--keys", p(&dir.join("nope")), "--features", p(&csv), "--out", p(&out_dir)]), "nope");
-    assert_fails(&volley(&["evaluate", "--weights", p(&csv), "--features", p(&csv)]), "class");
+    assert_fails(
+        &volley(&[
+            "encrypt",
+            "--keys",
+            p(&dir.join("nope")),
+            "--features",
+            p(&csv),
+            "--out",
+            p(&out_dir),
+        ]),
+        "nope",
+    );
+    assert_fails(
+        &volley(&["evaluate", "--weights", p(&csv), "--features", p(&csv)]),
+        "class",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -177,21 +373,63 @@ fn bad_feature_files_are_refused_cleanly() {
 #[test]
 #[ignore = "reads ../shared/data (run by .ci/run with --ignored)"]
 fn demo_on_paper_features_meets_acceptance() {
-    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/regnet_x_400mf/mnist_train_first512.csv");
+    let csv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/regnet_x_400mf/mnist_train_first512.csv"
+    );
     let dir = tmpdir("demo");
     for train in ["0..128", "0..256"] {
         let report = dir.join("report.json");
-        let out = volley(&["--threads", "2", "demo", "--features", csv, "--train-rows", train, "--test-rows", "128..512", "--iters", "2", "--report", p(&report)]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let out = volley(&[
+            "--threads",
+            "2",
+            "demo",
+            "--features",
+            csv,
+            "--train-rows",
+            train,
+            "--test-rows",
+            "128..512",
+            "--iters",
+            "2",
+            "--report",
+            p(&report),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         eprintln!("{train}: {r}");
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing"));
         assert!(f("prediction_agreement") >= 0.995, "{r}");
-        assert!((f("he_test_accuracy") - f("plain_test_accuracy")).abs() <= 0.005, "{r}");
+        assert!(
+            (f("he_test_accuracy") - f("plain_test_accuracy")).abs() <= 0.005,
+            "{r}"
+        );
         assert!(f("peak_rss_bytes") <= 4.0 * 1024.0 * 1024.0 * 1024.0);
         assert!(f("upload_bytes") <= 512.0 * 1024.0 * 1024.0);
-        assert!(r["params"]["log_qp"].as_f64().unwrap() <= r["params"]["security_bound"].as_f64().unwrap());
-        for k in ["iterations", "train_rows", "test_rows", "schedule", "key_switches_per_iteration", "ciphertexts_uploaded", "seconds_keygen", "seconds_encrypt", "seconds_train", "seconds_decrypt", "seconds_total", "threads", "max_abs_weight_error"] {
+        assert!(
+            r["params"]["log_qp"].as_f64().unwrap()
+                <= r["params"]["security_bound"].as_f64().unwrap()
+        );
+        for k in [
+            "iterations",
+            "train_rows",
+            "test_rows",
+            "schedule",
+            "key_switches_per_iteration",
+            "ciphertexts_uploaded",
+            "seconds_keygen",
+            "seconds_encrypt",
+            "seconds_train",
+            "seconds_decrypt",
+            "seconds_total",
+            "threads",
+            "max_abs_weight_error",
+        ] {
             assert!(!r[k].is_null(), "{k} missing");
         }
     }

@@ -30,7 +30,10 @@ pub fn schedule(iterations: usize, n: usize) -> Vec<StepConstants> {
     (0..iterations)
         .map(|t| {
             let next = (1.0 + (1.0 + 4.0 * alpha * alpha).sqrt()) / 2.0;
-            let c = StepConstants { eta: (1.0 - alpha) / next, gamma: 1.0 / ((t + 1) as f64 * n as f64) };
+            let c = StepConstants {
+                eta: (1.0 - alpha) / next,
+                gamma: 1.0 / ((t + 1) as f64 * n as f64),
+            };
             alpha = next;
             c
         })
@@ -68,7 +71,11 @@ impl Weights {
         (0..self.c)
             .map(|k| {
                 let r = self.row(k);
-                r[0] + features.iter().zip(&r[1..]).map(|(x, w)| x * w).sum::<f64>()
+                r[0] + features
+                    .iter()
+                    .zip(&r[1..])
+                    .map(|(x, w)| x * w)
+                    .sum::<f64>()
             })
             .collect()
     }
@@ -98,7 +105,11 @@ pub fn train_plain(design: &Design, iterations: usize, w0: &Weights) -> Weights 
         for i in 0..n {
             let x = design.row(i);
             for k in 0..c {
-                let z: f64 = x.iter().zip(&v[k * dh..(k + 1) * dh]).map(|(a, b)| a * b).sum();
+                let z: f64 = x
+                    .iter()
+                    .zip(&v[k * dh..(k + 1) * dh])
+                    .map(|(a, b)| a * b)
+                    .sum();
                 let e = design.y(i, k) - sigmoid_poly(z);
                 for (gj, &xj) in g[k * dh..(k + 1) * dh].iter_mut().zip(x) {
                     *gj += e * xj;
@@ -123,7 +134,11 @@ pub fn accuracy(weights: &Weights, features: &[&[f64]], labels: &[usize]) -> f64
     if labels.is_empty() {
         return 0.0;
     }
-    let ok = features.iter().zip(labels).filter(|(x, l)| weights.predict(x) == **l).count();
+    let ok = features
+        .iter()
+        .zip(labels)
+        .filter(|(x, l)| weights.predict(x) == **l)
+        .count();
     ok as f64 / labels.len() as f64
 }
 
@@ -132,7 +147,11 @@ pub fn agreement(a: &Weights, b: &Weights, features: &[&[f64]]) -> f64 {
     if features.is_empty() {
         return 0.0;
     }
-    features.iter().filter(|x| a.predict(x) == b.predict(x)).count() as f64 / features.len() as f64
+    features
+        .iter()
+        .filter(|x| a.predict(x) == b.predict(x))
+        .count() as f64
+        / features.len() as f64
 }
 
 /// Largest |a - b| over the real columns of the two weight matrices.
@@ -165,7 +184,11 @@ mod tests {
         // Two clusters: class = (feature 0 > 0).
         let mut text = String::new();
         for i in 0..40 {
-            let x = if i % 2 == 0 { 1.0 + i as f64 * 0.01 } else { -1.0 - i as f64 * 0.01 };
+            let x = if i % 2 == 0 {
+                1.0 + i as f64 * 0.01
+            } else {
+                -1.0 - i as f64 * 0.01
+            };
             text.push_str(&format!("{},{x},{}\n", i % 2, 0.3));
         }
         let t = FeatureTable::parse_csv(&text, "t").expect("valid");

@@ -64,7 +64,9 @@ pub struct UploadBundle {
 impl UploadBundle {
     /// A ciphertext group, or an error naming it.
     pub fn group(&self, name: &str) -> crate::Result<&[Ciphertext]> {
-        self.groups.get(name).map(Vec::as_slice).ok_or_else(|| crate::TrainError::Mismatch(format!("the upload has no {name:?} ciphertexts")))
+        self.groups.get(name).map(Vec::as_slice).ok_or_else(|| {
+            crate::TrainError::Mismatch(format!("the upload has no {name:?} ciphertexts"))
+        })
     }
 }
 

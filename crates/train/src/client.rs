@@ -44,21 +44,48 @@ impl Client {
 
     /// Fresh keys for already-built parameters (tests build tiny insecure ones explicitly
     /// with `Params::new_insecure`).
-    pub fn generate_for(params_name: String, literal: ParamsLiteral, params: Arc<Params>) -> Result<Self> {
+    pub fn generate_for(
+        params_name: String,
+        literal: ParamsLiteral,
+        params: Arc<Params>,
+    ) -> Result<Self> {
         if params.literal() != &literal {
-            return Err(TrainError::Mismatch("parameter literal and parameters differ".into()));
+            return Err(TrainError::Mismatch(
+                "parameter literal and parameters differ".into(),
+            ));
         }
         let mut kg = KeyGenerator::new(params.clone());
         let secret = kg.gen_secret_key();
         let mut id = [0u8; 16];
-        volley_ckks::rlwe::sampler::Prng::from_os().seed()[..16].iter().zip(id.iter_mut()).for_each(|(s, d)| *d = *s);
+        volley_ckks::rlwe::sampler::Prng::from_os().seed()[..16]
+            .iter()
+            .zip(id.iter_mut())
+            .for_each(|(s, d)| *d = *s);
         let key_id = id.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Self { params_name, literal, params, secret, key_id })
+        Ok(Self {
+            params_name,
+            literal,
+            params,
+            secret,
+            key_id,
+        })
     }
 
     /// Rebuilds a client from stored parts (the CLI's key directory).
-    pub fn from_parts(params_name: String, literal: ParamsLiteral, params: Arc<Params>, secret: SecretKey, key_id: String) -> Self {
-        Self { params_name, literal, params, secret, key_id }
+    pub fn from_parts(
+        params_name: String,
+        literal: ParamsLiteral,
+        params: Arc<Params>,
+        secret: SecretKey,
+        key_id: String,
+    ) -> Self {
+        Self {
+            params_name,
+            literal,
+            params,
+            secret,
+            key_id,
+        }
     }
 
     /// The parameters.
@@ -85,38 +112,77 @@ impl Client {
     /// Relinearisation and rotation keys the server needs for `schedule` on `geometry`.
     pub fn evaluation_keys(&self, schedule: Schedule, geometry: &Geometry) -> EvaluationKeys {
         let mut kg = KeyGenerator::new(self.params.clone());
-        kg.gen_evaluation_keys(&self.secret, true, &rotation_steps(schedule, geometry), false)
+        kg.gen_evaluation_keys(
+            &self.secret,
+            true,
+            &rotation_steps(schedule, geometry),
+            false,
+        )
     }
 
     /// Geometry of `design` under `schedule` with these parameters.
     pub fn geometry(&self, schedule: Schedule, design: &Design) -> Result<Geometry> {
-        Geometry::new(schedule, design.n, design.c, design.d, self.params.max_slots())
+        Geometry::new(
+            schedule,
+            design.n,
+            design.c,
+            design.d,
+            self.params.max_slots(),
+        )
     }
 
     /// Packs and encrypts X (and X diag(b)), Y, b and the initial weights (secret-key
     /// encryption: fresh ciphertexts serialise with a seed in place of c_1).
-    pub fn encrypt_upload(&self, schedule: Schedule, design: &Design, iterations: usize, w0: &Weights, keys: EvaluationKeys) -> Result<UploadBundle> {
+    pub fn encrypt_upload(
+        &self,
+        schedule: Schedule,
+        design: &Design,
+        iterations: usize,
+        w0: &Weights,
+        keys: EvaluationKeys,
+    ) -> Result<UploadBundle> {
         let g = self.geometry(schedule, design)?;
         let enc = Encoder::new(self.params.clone());
         let level = self.params.max_level();
         let scale = self.params.default_scale();
-        let encrypt = |v: Vec<f64>| -> Result<Ciphertext> { Ok(encrypt_secret(&self.secret, &enc.encode(&v, level, scale, g.slots)?)?) };
+        let encrypt = |v: Vec<f64>| -> Result<Ciphertext> {
+            Ok(encrypt_secret(
+                &self.secret,
+                &enc.encode(&v, level, scale, g.slots)?,
+            )?)
+        };
         let mut groups: BTreeMap<String, Vec<Ciphertext>> = BTreeMap::new();
-        let rows = |f: &dyn Fn(usize) -> Vec<f64>| -> Result<Vec<Ciphertext>> { (0..g.row_cts).map(|m| encrypt(f(m))).collect() };
+        let rows = |f: &dyn Fn(usize) -> Vec<f64>| -> Result<Vec<Ciphertext>> {
+            (0..g.row_cts).map(|m| encrypt(f(m))).collect()
+        };
         groups.insert("x".into(), rows(&|m| g.pack_x(design, m))?);
         groups.insert("y".into(), rows(&|m| g.pack_y(design, m))?);
         match schedule {
             Schedule::Diagonal => {
                 groups.insert("xb".into(), rows(&|m| g.pack_xb(design, m))?);
-                groups.insert("w0".into(), (0..g.diagonals).map(|t| encrypt(g.pack_diagonal(w0, t))).collect::<Result<_>>()?);
+                groups.insert(
+                    "w0".into(),
+                    (0..g.diagonals)
+                        .map(|t| encrypt(g.pack_diagonal(w0, t)))
+                        .collect::<Result<_>>()?,
+                );
             }
             Schedule::Paper => {
-                let b_rows = Weights { c: g.c, d_hat: g.d_hat, w: (0..g.c).flat_map(|_| design.b[..g.d_hat.min(design.b.len())].to_vec()).collect() };
+                let b_rows = Weights {
+                    c: g.c,
+                    d_hat: g.d_hat,
+                    w: (0..g.c)
+                        .flat_map(|_| design.b[..g.d_hat.min(design.b.len())].to_vec())
+                        .collect(),
+                };
                 groups.insert("b".into(), vec![encrypt(g.pack_weight_rows(&b_rows))?]);
                 groups.insert("w0".into(), vec![encrypt(g.pack_weight_rows(w0))?]);
             }
         }
-        let mut bytes: BTreeMap<String, u64> = groups.iter().map(|(k, v)| (k.clone(), v.iter().map(|c| c.byte_size() as u64).sum())).collect();
+        let mut bytes: BTreeMap<String, u64> = groups
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|c| c.byte_size() as u64).sum()))
+            .collect();
         bytes.insert("keys".into(), keys.byte_size() as u64);
         let manifest = Manifest {
             version: BUNDLE_VERSION,
@@ -130,12 +196,19 @@ impl Client {
             ciphertexts: groups.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
             bytes,
         };
-        Ok(UploadBundle { manifest, params: self.params.clone(), keys, groups })
+        Ok(UploadBundle {
+            manifest,
+            params: self.params.clone(),
+            keys,
+            groups,
+        })
     }
 
     /// Decrypts the trained weights; refuses a model made under another key.
     pub fn decrypt_model(&self, model: &EncryptedModel) -> Result<Weights> {
-        if model.manifest.fingerprint != self.params.fingerprint_hex() || model.manifest.key_id != self.key_id {
+        if model.manifest.fingerprint != self.params.fingerprint_hex()
+            || model.manifest.key_id != self.key_id
+        {
             return Err(TrainError::Mismatch(format!(
                 "this model was trained for key {} (parameters {}), not this client's key {}",
                 model.manifest.key_id,
@@ -145,10 +218,16 @@ impl Client {
         }
         let g = model.manifest.geometry;
         let enc = Encoder::new(self.params.clone());
-        let decoded: Vec<Vec<f64>> = model.weights.iter().map(|ct| Ok(enc.decode(&decrypt(&self.secret, ct)?)?)).collect::<Result<_>>()?;
+        let decoded: Vec<Vec<f64>> = model
+            .weights
+            .iter()
+            .map(|ct| Ok(enc.decode(&decrypt(&self.secret, ct)?)?))
+            .collect::<Result<_>>()?;
         Ok(match model.manifest.schedule {
             Schedule::Diagonal => g.unpack_diagonals(&decoded),
-            Schedule::Paper => g.unpack_weight_rows(decoded.first().map(Vec::as_slice).unwrap_or(&[])),
+            Schedule::Paper => {
+                g.unpack_weight_rows(decoded.first().map(Vec::as_slice).unwrap_or(&[]))
+            }
         })
     }
 }

@@ -33,12 +33,24 @@ impl FeatureTable {
             return Err(TrainError::Data("feature rows have no features".into()));
         }
         if features.len() != labels.len() * cols {
-            return Err(TrainError::Data(format!("{} values for {} rows of {cols} features", features.len(), labels.len())));
+            return Err(TrainError::Data(format!(
+                "{} values for {} rows of {cols} features",
+                features.len(),
+                labels.len()
+            )));
         }
         if let Some(pos) = features.iter().position(|v| !v.is_finite()) {
-            return Err(TrainError::Data(format!("row {} feature {}: value is not finite", pos / cols, pos % cols)));
+            return Err(TrainError::Data(format!(
+                "row {} feature {}: value is not finite",
+                pos / cols,
+                pos % cols
+            )));
         }
-        Ok(Self { labels, features, cols })
+        Ok(Self {
+            labels,
+            features,
+            cols,
+        })
     }
 
     /// Parses the paper's CSV: no header, label first (an integer, possibly written `5.0`),
@@ -55,20 +67,45 @@ impl FeatureTable {
             let at = || format!("{source}:{}", lineno + 1);
             let mut fields = line.split(',').map(str::trim);
             let label_text = fields.next().unwrap_or("");
-            let label = parse_label(label_text).ok_or_else(|| TrainError::Data(format!("{}: label {label_text:?} is not a non-negative integer", at())))?;
+            let label = parse_label(label_text).ok_or_else(|| {
+                TrainError::Data(format!(
+                    "{}: label {label_text:?} is not a non-negative integer",
+                    at()
+                ))
+            })?;
             let start = features.len();
             for (k, f) in fields.enumerate() {
-                let v: f64 = f.parse().map_err(|_| TrainError::Data(format!("{}: feature {} ({f:?}) is not a number", at(), k + 1)))?;
+                let v: f64 = f.parse().map_err(|_| {
+                    TrainError::Data(format!(
+                        "{}: feature {} ({f:?}) is not a number",
+                        at(),
+                        k + 1
+                    ))
+                })?;
                 if !v.is_finite() {
-                    return Err(TrainError::Data(format!("{}: feature {} is {v}", at(), k + 1)));
+                    return Err(TrainError::Data(format!(
+                        "{}: feature {} is {v}",
+                        at(),
+                        k + 1
+                    )));
                 }
                 features.push(v);
             }
             let n = features.len() - start;
             match cols {
-                None if n == 0 => return Err(TrainError::Data(format!("{}: a label but no features", at()))),
+                None if n == 0 => {
+                    return Err(TrainError::Data(format!(
+                        "{}: a label but no features",
+                        at()
+                    )));
+                }
                 None => cols = Some(n),
-                Some(c) if c != n => return Err(TrainError::Data(format!("{}: {n} features, but earlier rows have {c} (ragged CSV)", at()))),
+                Some(c) if c != n => {
+                    return Err(TrainError::Data(format!(
+                        "{}: {n} features, but earlier rows have {c} (ragged CSV)",
+                        at()
+                    )));
+                }
                 Some(_) => {}
             }
             labels.push(label);
@@ -79,7 +116,10 @@ impl FeatureTable {
 
     /// Reads a CSV feature file.
     pub fn read_csv(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse_csv(&text, &path.display().to_string())
     }
 
@@ -114,10 +154,21 @@ fn parse_label(s: &str) -> Option<usize> {
 
 /// Parses a half-open row range `START..END`.
 pub fn parse_range(s: &str) -> Result<Range<usize>> {
-    let err = |msg: &str| TrainError::Range { range: s.to_string(), msg: msg.to_string() };
-    let (a, b) = s.split_once("..").ok_or_else(|| err("expected START..END (half-open, e.g. 0..128)"))?;
-    let start: usize = a.trim().parse().map_err(|_| err("START is not a non-negative integer"))?;
-    let end: usize = b.trim().parse().map_err(|_| err("END is not a non-negative integer"))?;
+    let err = |msg: &str| TrainError::Range {
+        range: s.to_string(),
+        msg: msg.to_string(),
+    };
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| err("expected START..END (half-open, e.g. 0..128)"))?;
+    let start: usize = a
+        .trim()
+        .parse()
+        .map_err(|_| err("START is not a non-negative integer"))?;
+    let end: usize = b
+        .trim()
+        .parse()
+        .map_err(|_| err("END is not a non-negative integer"))?;
     if end <= start {
         return Err(err("END must be greater than START"));
     }
@@ -154,20 +205,33 @@ impl Design {
         let n = table.rows();
         let d = table.cols + 1;
         if classes < 2 {
-            return Err(TrainError::Data(format!("need at least 2 classes, the data has {classes}")));
+            return Err(TrainError::Data(format!(
+                "need at least 2 classes, the data has {classes}"
+            )));
         }
-        if let Some((i, &l)) = table.labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
-            return Err(TrainError::Data(format!("row {i}: label {l} is out of range for {classes} classes")));
+        if let Some((i, &l)) = table
+            .labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l >= classes)
+        {
+            return Err(TrainError::Data(format!(
+                "row {i}: label {l} is out of range for {classes} classes"
+            )));
         }
         if d > d_hat || !d_hat.is_power_of_two() {
-            return Err(TrainError::Capacity(format!("{d} columns (features + bias) do not fit the padded width {d_hat}")));
+            return Err(TrainError::Capacity(format!(
+                "{d} columns (features + bias) do not fit the padded width {d_hat}"
+            )));
         }
         let mut x = vec![0f64; n * d_hat];
         for i in 0..n {
             x[i * d_hat] = 1.0;
             x[i * d_hat + 1..i * d_hat + d].copy_from_slice(table.row(i));
         }
-        let row_abs: Vec<f64> = (0..n).map(|i| x[i * d_hat..(i + 1) * d_hat].iter().map(|v| v.abs()).sum()).collect();
+        let row_abs: Vec<f64> = (0..n)
+            .map(|i| x[i * d_hat..(i + 1) * d_hat].iter().map(|v| v.abs()).sum())
+            .collect();
         let b = (0..d_hat)
             .map(|j| {
                 if j >= d {
@@ -177,7 +241,15 @@ impl Design {
                 1.0 / (QG_EPSILON + 0.25 * s)
             })
             .collect();
-        Ok(Self { n, d, d_hat, c: classes, x, labels: table.labels.clone(), b })
+        Ok(Self {
+            n,
+            d,
+            d_hat,
+            c: classes,
+            x,
+            labels: table.labels.clone(),
+            b,
+        })
     }
 
     /// Row i of X.
@@ -211,7 +283,9 @@ mod tests {
             ("", "no data rows"),
             ("3\n", "no features"),
         ] {
-            let e = FeatureTable::parse_csv(bad, "t").expect_err(bad).to_string();
+            let e = FeatureTable::parse_csv(bad, "t")
+                .expect_err(bad)
+                .to_string();
             assert!(e.contains(needle), "{bad:?}: {e}");
         }
     }
@@ -241,6 +315,11 @@ mod tests {
         assert!(Design::new(&t, 1, 4).is_err());
         assert!(Design::new(&t, 2, 2).is_err());
         let t3 = FeatureTable::parse_csv("7,1,1\n", "t").expect("valid");
-        assert!(Design::new(&t3, 3, 4).expect_err("label").to_string().contains("out of range"));
+        assert!(
+            Design::new(&t3, 3, 4)
+                .expect_err("label")
+                .to_string()
+                .contains("out of range")
+        );
     }
 }

@@ -100,13 +100,26 @@ impl Geometry {
             Schedule::Paper => (d.next_power_of_two(), 1),
         };
         if d_hat > slots {
-            return Err(TrainError::Capacity(format!("{d} columns need rows of {d_hat} slots, more than the {slots} slots of a ciphertext")));
+            return Err(TrainError::Capacity(format!(
+                "{d} columns need rows of {d_hat} slots, more than the {slots} slots of a ciphertext"
+            )));
         }
         let rows_per_ct = slots / d_hat;
         if schedule == Schedule::Paper && c > rows_per_ct {
-            return Err(TrainError::Capacity(format!("the paper's packing needs the {c} class rows in one ciphertext of {rows_per_ct} rows")));
+            return Err(TrainError::Capacity(format!(
+                "the paper's packing needs the {c} class rows in one ciphertext of {rows_per_ct} rows"
+            )));
         }
-        Ok(Self { n, c, d, d_hat, slots, rows_per_ct, row_cts: n.div_ceil(rows_per_ct), diagonals })
+        Ok(Self {
+            n,
+            c,
+            d,
+            d_hat,
+            slots,
+            rows_per_ct,
+            row_cts: n.div_ceil(rows_per_ct),
+            diagonals,
+        })
     }
 
     /// Packs per-row vectors of `d_hat` values: ciphertext `m` holds rows m*r ..
@@ -131,7 +144,13 @@ impl Geometry {
 
     /// X diag(b) rows of ciphertext m (the preconditioner folded into X).
     pub fn pack_xb(&self, design: &Design, m: usize) -> Vec<f64> {
-        self.pack_rows(m, |i| design.row(i)[..self.d].iter().zip(&design.b).map(|(x, b)| x * b).collect())
+        self.pack_rows(m, |i| {
+            design.row(i)[..self.d]
+                .iter()
+                .zip(&design.b)
+                .map(|(x, b)| x * b)
+                .collect()
+        })
     }
 
     /// One-hot labels of ciphertext m at the first c columns of each row.
@@ -151,7 +170,11 @@ impl Geometry {
             .map(|j| {
                 let k = j % n_o;
                 let col = (j + dh - t) % dh;
-                if k < w.c && col < w.d_hat { w.row(k)[col] } else { 0.0 }
+                if k < w.c && col < w.d_hat {
+                    w.row(k)[col]
+                } else {
+                    0.0
+                }
             })
             .collect();
         let mut v = Vec::with_capacity(self.slots);
@@ -169,10 +192,18 @@ impl Geometry {
             for col in 0..dh {
                 let t = (k + n_o - col % n_o) % n_o;
                 let j = (col + t) % dh;
-                w[k * dh + col] = diagonals.get(t).and_then(|d| d.get(j)).copied().unwrap_or(0.0);
+                w[k * dh + col] = diagonals
+                    .get(t)
+                    .and_then(|d| d.get(j))
+                    .copied()
+                    .unwrap_or(0.0);
             }
         }
-        Weights { c: self.c, d_hat: dh, w }
+        Weights {
+            c: self.c,
+            d_hat: dh,
+            w,
+        }
     }
 
     /// Weights as the paper packs them: row k at slots k*d_hat.
@@ -189,9 +220,14 @@ impl Geometry {
     pub fn unpack_weight_rows(&self, v: &[f64]) -> Weights {
         let mut w = vec![0f64; self.c * self.d_hat];
         for k in 0..self.c {
-            w[k * self.d_hat..(k + 1) * self.d_hat].copy_from_slice(&v[k * self.d_hat..(k + 1) * self.d_hat]);
+            w[k * self.d_hat..(k + 1) * self.d_hat]
+                .copy_from_slice(&v[k * self.d_hat..(k + 1) * self.d_hat]);
         }
-        Weights { c: self.c, d_hat: self.d_hat, w }
+        Weights {
+            c: self.c,
+            d_hat: self.d_hat,
+            w,
+        }
     }
 }
 
@@ -202,19 +238,40 @@ mod tests {
     #[test]
     fn diagonals_round_trip_and_compute_products() {
         let g = Geometry::new(Schedule::Diagonal, 5, 3, 10, 64).expect("fits");
-        assert_eq!((g.d_hat, g.diagonals, g.rows_per_ct, g.row_cts), (16, 4, 4, 2));
-        let w = Weights { c: 3, d_hat: 16, w: (0..48).map(|v| v as f64 * 0.5 - 3.0).collect() };
+        assert_eq!(
+            (g.d_hat, g.diagonals, g.rows_per_ct, g.row_cts),
+            (16, 4, 4, 2)
+        );
+        let w = Weights {
+            c: 3,
+            d_hat: 16,
+            w: (0..48).map(|v| v as f64 * 0.5 - 3.0).collect(),
+        };
         let mut w_real = w.clone();
         for k in 0..3 {
             for j in 10..16 {
                 w_real.w[k * 16 + j] = 0.0;
             }
         }
-        let diags: Vec<Vec<f64>> = (0..g.diagonals).map(|t| g.pack_diagonal(&w_real, t)).collect();
+        let diags: Vec<Vec<f64>> = (0..g.diagonals)
+            .map(|t| g.pack_diagonal(&w_real, t))
+            .collect();
         assert_eq!(g.unpack_diagonals(&diags), w_real);
         // Slot-level simulation of Z = X W^T with rotations (in plain).
-        let x: Vec<f64> = (0..64).map(|s| if s % 16 < 10 { (s as f64 * 0.37).sin() } else { 0.0 }).collect();
-        let rot = |v: &[f64], k: isize| -> Vec<f64> { (0..64).map(|i| v[((i as isize + k).rem_euclid(64)) as usize]).collect() };
+        let x: Vec<f64> = (0..64)
+            .map(|s| {
+                if s % 16 < 10 {
+                    (s as f64 * 0.37).sin()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let rot = |v: &[f64], k: isize| -> Vec<f64> {
+            (0..64)
+                .map(|i| v[((i as isize + k).rem_euclid(64)) as usize])
+                .collect()
+        };
         let mut s = vec![0f64; 64];
         for (t, d) in diags.iter().enumerate() {
             let xr = rot(&x, -(t as isize));
@@ -234,7 +291,10 @@ mod tests {
         for row in 0..4 {
             for k in 0..3 {
                 let z: f64 = (0..16).map(|j| x[row * 16 + j] * w_real.row(k)[j]).sum();
-                assert!((folded[row * 16 + k] - z).abs() < 1e-12, "row {row} class {k}");
+                assert!(
+                    (folded[row * 16 + k] - z).abs() < 1e-12,
+                    "row {row} class {k}"
+                );
             }
         }
     }
@@ -243,6 +303,11 @@ mod tests {
     fn capacity_errors() {
         assert!(Geometry::new(Schedule::Diagonal, 4, 10, 401, 256).is_err());
         assert!(Geometry::new(Schedule::Paper, 4, 10, 401, 2048).is_err());
-        assert_eq!(Geometry::new(Schedule::Diagonal, 128, 10, 401, 16384).map(|g| (g.d_hat, g.rows_per_ct, g.row_cts)).ok(), Some((512, 32, 4)));
+        assert_eq!(
+            Geometry::new(Schedule::Diagonal, 128, 10, 401, 16384)
+                .map(|g| (g.d_hat, g.rows_per_ct, g.row_cts))
+                .ok(),
+            Some((512, 32, 4))
+        );
     }
 }

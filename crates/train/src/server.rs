@@ -35,10 +35,16 @@ pub struct TrainStats {
 }
 
 /// Trains `iterations` iterations (at most what the bundle was keyed for).
-pub fn train(bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(EncryptedModel, TrainStats)> {
+pub fn train(
+    bundle: &UploadBundle,
+    iterations: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(EncryptedModel, TrainStats)> {
     let m = &bundle.manifest;
     if bundle.params.fingerprint_hex() != m.fingerprint {
-        return Err(TrainError::Mismatch("the bundle's parameters do not match its manifest fingerprint".into()));
+        return Err(TrainError::Mismatch(
+            "the bundle's parameters do not match its manifest fingerprint".into(),
+        ));
     }
     let needed = m.schedule.levels_needed(iterations);
     let have = bundle.params.max_level();
@@ -54,12 +60,22 @@ pub fn train(bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(
     }
     let eval = Evaluator::new(bundle.params.clone(), bundle.keys.clone());
     let enc = Encoder::new(bundle.params.clone());
-    let ctx = Ctx { eval: &eval, enc: &enc, g: m.geometry };
+    let ctx = Ctx {
+        eval: &eval,
+        enc: &enc,
+        g: m.geometry,
+    };
     let (weights, stats) = match m.schedule {
         Schedule::Diagonal => diagonal::train(&ctx, bundle, iterations, progress)?,
         Schedule::Paper => paper::train(&ctx, bundle, iterations, progress)?,
     };
-    Ok((EncryptedModel { manifest: m.clone(), weights }, stats))
+    Ok((
+        EncryptedModel {
+            manifest: m.clone(),
+            weights,
+        },
+        stats,
+    ))
 }
 
 struct Ctx<'a> {
@@ -79,10 +95,18 @@ impl Ctx<'_> {
 
     /// (1 - eta) a + eta b landing on `scale` at `level` (each operand spends one level on its
     /// constant, above `level`).
-    fn combine(&self, a: &Ciphertext, ca: f64, b: Option<(&Ciphertext, f64)>, scale: f64, level: usize) -> Result<Ciphertext> {
+    fn combine(
+        &self,
+        a: &Ciphertext,
+        ca: f64,
+        b: Option<(&Ciphertext, f64)>,
+        scale: f64,
+        level: usize,
+    ) -> Result<Ciphertext> {
         let term = |ct: &Ciphertext, c: f64| -> Result<Ciphertext> {
             let mut t = ct.clone();
-            self.eval.mul_const_to_scale_assign(&mut t, Complex64::new(c, 0.0), scale)?;
+            self.eval
+                .mul_const_to_scale_assign(&mut t, Complex64::new(c, 0.0), scale)?;
             self.eval.drop_to_level_assign(&mut t, level)?;
             Ok(t)
         };
@@ -99,7 +123,8 @@ impl Ctx<'_> {
         match v {
             Coefficient::Scalar(c) => {
                 let mut out = ct.clone();
-                self.eval.mul_const_to_scale_assign(&mut out, Complex64::new(c, 0.0), target)?;
+                self.eval
+                    .mul_const_to_scale_assign(&mut out, Complex64::new(c, 0.0), target)?;
                 Ok(out)
             }
             Coefficient::Slots(v) => {
@@ -115,15 +140,30 @@ impl Ctx<'_> {
     /// folded into the polynomial's coefficients so it costs no extra level:
     /// E = f Y - 0.5 f mask - [c1 f mask] Z - ([c3 f mask] Z) Z^2. Every term lands exactly on
     /// s_e, so the additions need no scale correction.
-    fn error_term(&self, z: &Ciphertext, y: &Ciphertext, mask: Option<usize>, f: f64, s_e: f64) -> Result<Ciphertext> {
+    fn error_term(
+        &self,
+        z: &Ciphertext,
+        y: &Ciphertext,
+        mask: Option<usize>,
+        f: f64,
+        s_e: f64,
+    ) -> Result<Ciphertext> {
         let (eval, g) = (self.eval, &self.g);
         let a = z.level();
         let masked = |c: f64| mask.map(|m| g.label_mask(m, c));
-        let (mb, ma, mc) = (masked(SIGMOID_C3 * f), masked(SIGMOID_C1 * f), masked(-0.5 * f));
+        let (mb, ma, mc) = (
+            masked(SIGMOID_C3 * f),
+            masked(SIGMOID_C1 * f),
+            masked(-0.5 * f),
+        );
         let mut z2 = eval.square(z)?;
         eval.rescale_assign(&mut z2)?;
         // B = [c3 f mask] Z at a-1 on the scale that makes B * Z^2 land on s_e.
-        let b = self.mul_to_scale(z, coefficient(&mb, SIGMOID_C3 * f), s_e * self.q(a - 1) / z2.scale())?;
+        let b = self.mul_to_scale(
+            z,
+            coefficient(&mb, SIGMOID_C3 * f),
+            s_e * self.q(a - 1) / z2.scale(),
+        )?;
         let mut cubic = eval.mul_relin(&b, &z2)?;
         eval.rescale_assign(&mut cubic)?;
         let lin = self.mul_to_scale(z, coefficient(&ma, SIGMOID_C1 * f), s_e)?;
@@ -163,7 +203,8 @@ enum Coefficient<'a> {
 }
 
 fn coefficient(v: &Option<Vec<f64>>, c: f64) -> Coefficient<'_> {
-    v.as_deref().map_or(Coefficient::Scalar(c), Coefficient::Slots)
+    v.as_deref()
+        .map_or(Coefficient::Scalar(c), Coefficient::Slots)
 }
 
 fn counts_delta(a: OpCounts, b: OpCounts) -> u64 {
@@ -174,14 +215,25 @@ mod diagonal {
     use super::*;
     use rayon::prelude::*;
 
-    pub(super) fn train(ctx: &Ctx, bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
+    pub(super) fn train(
+        ctx: &Ctx,
+        bundle: &UploadBundle,
+        iterations: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
         let x = bundle.group("x")?;
         let xb = bundle.group("xb")?;
         let y = bundle.group("y")?;
         let w0 = bundle.group("w0")?;
-        if x.len() != g.row_cts || xb.len() != g.row_cts || y.len() != g.row_cts || w0.len() != g.diagonals {
-            return Err(TrainError::Mismatch("the upload's ciphertext counts do not match its manifest".into()));
+        if x.len() != g.row_cts
+            || xb.len() != g.row_cts
+            || y.len() != g.row_cts
+            || w0.len() != g.diagonals
+        {
+            return Err(TrainError::Mismatch(
+                "the upload's ciphertext counts do not match its manifest".into(),
+            ));
         }
         let mut stats = TrainStats::default();
         let top = bundle.params.max_level();
@@ -228,7 +280,8 @@ mod diagonal {
                             Some(s) => eval.add_assign(s, &p)?,
                         }
                     }
-                    let mut s = acc.ok_or_else(|| TrainError::Data("no weight diagonals".into()))?;
+                    let mut s =
+                        acc.ok_or_else(|| TrainError::Data("no weight diagonals".into()))?;
                     eval.relinearize_assign(&mut s)?;
                     eval.rescale_assign(&mut s)?;
                     Ok(eval.inner_sum(&s, n_o as i64, g.d_hat / n_o)?)
@@ -271,7 +324,13 @@ mod diagonal {
             let next: Vec<Ciphertext> = (0..n_o)
                 .map(|td| -> Result<Ciphertext> {
                     let w = match (&v_prev, t) {
-                        (Some(vp), t) if t > 0 => ctx.combine(&v[td], 1.0 - consts[t - 1].eta, Some((&vp[td], consts[t - 1].eta)), s_g, l_g)?,
+                        (Some(vp), t) if t > 0 => ctx.combine(
+                            &v[td],
+                            1.0 - consts[t - 1].eta,
+                            Some((&vp[td], consts[t - 1].eta)),
+                            s_g,
+                            l_g,
+                        )?,
                         _ => ctx.combine(&v[td], 1.0, None, s_g, l_g)?,
                     };
                     let mut out = grads[td].clone();
@@ -280,8 +339,12 @@ mod diagonal {
                 })
                 .collect::<Result<_>>()?;
             v_prev = Some(std::mem::replace(&mut v, next));
-            stats.key_switches_per_iteration.push(counts_delta(before, eval.op_counts()));
-            stats.seconds_per_iteration.push(t_start.elapsed().as_secs_f64());
+            stats
+                .key_switches_per_iteration
+                .push(counts_delta(before, eval.op_counts()));
+            stats
+                .seconds_per_iteration
+                .push(t_start.elapsed().as_secs_f64());
             progress(Progress::Iteration(t + 1, iterations));
         }
         // W_T = (1 - eta_{T-1}) V_T + eta_{T-1} V_{T-1}.
@@ -289,7 +352,11 @@ mod diagonal {
         let last = consts[iterations - 1].eta;
         let vp = v_prev.ok_or_else(|| TrainError::Data("no iterations".into()))?;
         let level = v[0].level() - 1;
-        let w: Vec<Ciphertext> = v.iter().zip(&vp).map(|(a, b)| ctx.combine(a, 1.0 - last, Some((b, last)), s_e, level)).collect::<Result<_>>()?;
+        let w: Vec<Ciphertext> = v
+            .iter()
+            .zip(&vp)
+            .map(|(a, b)| ctx.combine(a, 1.0 - last, Some((b, last)), s_e, level))
+            .collect::<Result<_>>()?;
         stats.key_switches_final = counts_delta(before, eval.op_counts());
         stats.op_counts = eval.op_counts();
         Ok((w, stats))
@@ -301,17 +368,26 @@ mod paper {
     //! docs: "Volley Revolver packing"), so its cost can be measured against ours.
     use super::*;
 
-    pub(super) fn train(ctx: &Ctx, bundle: &UploadBundle, iterations: usize, progress: &mut dyn FnMut(Progress)) -> Result<(Vec<Ciphertext>, TrainStats)> {
+    pub(super) fn train(
+        ctx: &Ctx,
+        bundle: &UploadBundle,
+        iterations: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
         let x = bundle.group("x")?;
         let y = bundle.group("y")?;
         let b = bundle.group("b")?;
         let w0 = bundle.group("w0")?;
         if x.len() != g.row_cts || y.len() != g.row_cts || b.len() != 1 || w0.len() != 1 {
-            return Err(TrainError::Mismatch("the upload's ciphertext counts do not match its manifest".into()));
+            return Err(TrainError::Mismatch(
+                "the upload's ciphertext counts do not match its manifest".into(),
+            ));
         }
         let (r, dh, c, slots) = (g.rows_per_ct, g.d_hat, g.c, g.slots);
-        let mask = |f: &dyn Fn(usize, usize) -> bool| -> Vec<f64> { (0..slots).map(|p| f64::from(f(p / dh, p % dh))).collect() };
+        let mask = |f: &dyn Fn(usize, usize) -> bool| -> Vec<f64> {
+            (0..slots).map(|p| f64::from(f(p / dh, p % dh))).collect()
+        };
         let col0 = mask(&|_, j| j == 0);
         let s_e = bundle.params.default_scale();
         let mut stats = TrainStats::default();
@@ -348,7 +424,11 @@ mod paper {
                 z_cts.push(acc.ok_or_else(|| TrainError::Data("no rows per ciphertext".into()))?);
             }
             // E = Y - sigma(Z) (the (1 + gamma) factor goes to b below).
-            let e: Vec<Ciphertext> = z_cts.iter().zip(y).map(|(z, ym)| ctx.error_term(z, ym, None, 1.0, s_e)).collect::<Result<_>>()?;
+            let e: Vec<Ciphertext> = z_cts
+                .iter()
+                .zip(y)
+                .map(|(z, ym)| ctx.error_term(z, ym, None, 1.0, s_e))
+                .collect::<Result<_>>()?;
             // G = E^T X, one class row at a time.
             let mut grad: Option<Ciphertext> = None;
             for k in 0..c {
@@ -386,10 +466,20 @@ mod paper {
             // T = W + Q; W <- (1 - eta) T + eta V; V <- T.
             let mut tt = ctx.combine(&w, 1.0, None, q.scale(), q.level())?;
             eval.add_assign(&mut tt, &q)?;
-            w = ctx.combine(&tt, 1.0 - step.eta, Some((&v, step.eta)), s_e, tt.level() - 1)?;
+            w = ctx.combine(
+                &tt,
+                1.0 - step.eta,
+                Some((&v, step.eta)),
+                s_e,
+                tt.level() - 1,
+            )?;
             v = tt;
-            stats.key_switches_per_iteration.push(counts_delta(before, eval.op_counts()));
-            stats.seconds_per_iteration.push(t_start.elapsed().as_secs_f64());
+            stats
+                .key_switches_per_iteration
+                .push(counts_delta(before, eval.op_counts()));
+            stats
+                .seconds_per_iteration
+                .push(t_start.elapsed().as_secs_f64());
             progress(Progress::Iteration(t + 1, iterations));
         }
         stats.op_counts = eval.op_counts();

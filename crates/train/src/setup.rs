@@ -48,7 +48,10 @@ pub fn choose_params(schedule: Schedule, iterations: usize) -> Result<(String, P
             }
         }
     }
-    let max = (1..64).take_while(|&t| choose_params_fits(schedule, t)).last().unwrap_or(0);
+    let max = (1..64)
+        .take_while(|&t| choose_params_fits(schedule, t))
+        .last()
+        .unwrap_or(0);
     Err(TrainError::Capacity(format!(
         "{iterations} iterations of the {} schedule need {levels} levels, more than 128-bit-secure parameters hold without bootstrapping (at most {max} iterations)",
         schedule.name()
@@ -62,7 +65,8 @@ fn choose_params_fits(schedule: Schedule, iterations: usize) -> bool {
     let q = BASE_BITS as usize + LEVEL_BITS as usize * levels;
     (1..=levels + 1).any(|dnum| {
         let alpha = (levels + 1).div_ceil(dnum);
-        let k = (BASE_BITS as usize + LEVEL_BITS as usize * (alpha - 1)).div_ceil(SPECIAL_BITS as usize);
+        let k = (BASE_BITS as usize + LEVEL_BITS as usize * (alpha - 1))
+            .div_ceil(SPECIAL_BITS as usize);
         q + k * SPECIAL_BITS as usize <= bound
     })
 }

@@ -14,7 +14,9 @@ fn synthetic(n: usize, f: usize, c: usize) -> FeatureTable {
     let mut feats = Vec::new();
     let mut s = 12345u64;
     let mut rnd = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
     for i in 0..n {
@@ -35,12 +37,23 @@ fn run(schedule: Schedule, iterations: usize, log_n: u32) {
 fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
     let (n, f, c) = (100, 9, 3);
     let table = synthetic(n, f, c);
-    let levels = schedule.levels_needed(iterations) + std::env::var("EXTRA").map(|v| v.parse::<usize>().unwrap()).unwrap_or(0);
+    let levels = schedule.levels_needed(iterations)
+        + std::env::var("EXTRA")
+            .map(|v| v.parse::<usize>().unwrap())
+            .unwrap_or(0);
     let mut log_q = vec![60];
     log_q.extend(std::iter::repeat_n(40, levels));
     let alpha = (levels + 1).div_ceil(4);
     let special = (60 + 40 * (alpha - 1)).div_ceil(60);
-    let lit = ParamsLiteral { log_n, log_q, log_p: vec![60; special], dnum: 4, secret: SecretDistribution::Ternary, log_scale: 40, sigma: 3.19 };
+    let lit = ParamsLiteral {
+        log_n,
+        log_q,
+        log_p: vec![60; special],
+        dnum: 4,
+        secret: SecretDistribution::Ternary,
+        log_scale: 40,
+        sigma: 3.19,
+    };
     let params = Params::new_insecure(lit.clone()).unwrap();
     let client = Client::generate_for("test".into(), lit, params).unwrap();
     let design = Design::new(&table, c, 16).unwrap();
@@ -52,7 +65,9 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
         }
     }
     let keys = client.evaluation_keys(schedule, &g);
-    let bundle = client.encrypt_upload(schedule, &design, iterations, &w0, keys).unwrap();
+    let bundle = client
+        .encrypt_upload(schedule, &design, iterations, &w0, keys)
+        .unwrap();
     let (model, stats) = train(&bundle, iterations, &mut |_| {}).unwrap();
     assert_eq!(stats.key_switches_per_iteration.len(), iterations);
     let w_he = client.decrypt_model(&model).unwrap();
@@ -66,11 +81,19 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
         }
     }
     let scale = w_plain.w.iter().fold(0f64, |m, v| m.max(v.abs()));
-    assert!(err <= 1e-4 * scale.max(1e-3), "{schedule:?}: max |W_he - W_plain| = {err} (max |W| = {scale})");
+    assert!(
+        err <= 1e-4 * scale.max(1e-3),
+        "{schedule:?}: max |W_he - W_plain| = {err} (max |W| = {scale})"
+    );
     let rows: Vec<&[f64]> = (0..table.rows()).map(|i| table.row(i)).collect();
     assert_eq!(agreement(&w_he, &w_plain, &rows), 1.0);
     // A model decrypted by another client's key is refused.
-    let other = Client::generate_for("test".into(), client.literal().clone(), client.params().clone()).unwrap();
+    let other = Client::generate_for(
+        "test".into(),
+        client.literal().clone(),
+        client.params().clone(),
+    )
+    .unwrap();
     assert!(other.decrypt_model(&model).is_err());
 }
 
@@ -82,13 +105,31 @@ fn diagonal_schedule_matches_plaintext() {
 #[test]
 fn refuses_more_iterations_than_levels() {
     let table = synthetic(20, 5, 2);
-    let lit = ParamsLiteral { log_n: 10, log_q: vec![60, 40, 40, 40, 40, 40], log_p: vec![60; 2], dnum: 3, secret: SecretDistribution::Ternary, log_scale: 40, sigma: 3.19 };
+    let lit = ParamsLiteral {
+        log_n: 10,
+        log_q: vec![60, 40, 40, 40, 40, 40],
+        log_p: vec![60; 2],
+        dnum: 3,
+        secret: SecretDistribution::Ternary,
+        log_scale: 40,
+        sigma: 3.19,
+    };
     let params = Params::new_insecure(lit.clone()).unwrap();
     let client = Client::generate_for("t".into(), lit, params).unwrap();
     let design = Design::new(&table, 2, 8).unwrap();
     let g = client.geometry(Schedule::Diagonal, &design).unwrap();
-    let bundle = client.encrypt_upload(Schedule::Diagonal, &design, 1, &Weights::constant(2, design.d, g.d_hat, 0.0), client.evaluation_keys(Schedule::Diagonal, &g)).unwrap();
-    let err = train(&bundle, 2, &mut |_| {}).expect_err("too deep").to_string();
+    let bundle = client
+        .encrypt_upload(
+            Schedule::Diagonal,
+            &design,
+            1,
+            &Weights::constant(2, design.d, g.d_hat, 0.0),
+            client.evaluation_keys(Schedule::Diagonal, &g),
+        )
+        .unwrap();
+    let err = train(&bundle, 2, &mut |_| {})
+        .expect_err("too deep")
+        .to_string();
     assert!(err.contains("need 9 levels"), "{err}");
 }
 
