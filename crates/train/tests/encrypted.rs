@@ -145,5 +145,5 @@ fn diagonal_one_iteration_nonzero_init() {
 
 #[test]
 fn paper_schedule_matches_plaintext() {
-    run(Schedule::Paper, 2, 11);
+    run(Schedule::Paper, 2, 10);
 }
