@@ -4,6 +4,9 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use volley_ckks::client::{KeyGenerator, encrypt_secret};
 use volley_ckks::ring::{Modulus, NttBackend, NttOperator, generate_primes};
 use volley_ckks::{Encoder, Evaluator, Params, encrypt_public};

@@ -4,6 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use volley_ckks::client::KeyGenerator;
 use volley_ckks::rlwe::keyswitch::{decompose, inner_product, mod_down};
 use volley_ckks::{Encoder, Evaluator, Params, encrypt_public};
