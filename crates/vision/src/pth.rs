@@ -141,20 +141,25 @@ struct ZipEntry {
     local_offset: u64,
 }
 
+/// `len` bytes at `at`, or a truncation error (never an overflow, whatever the offsets).
+fn bytes_at(b: &[u8], at: usize, len: usize) -> R<&[u8]> {
+    at.checked_add(len)
+        .and_then(|end| b.get(at..end))
+        .ok_or_else(|| "zip archive truncated or corrupt (offset out of range)".to_string())
+}
 fn le16(b: &[u8], at: usize) -> R<u16> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or_else(|| "zip archive truncated".to_string())
+    bytes_at(b, at, 2).map(|s| u16::from_le_bytes([s[0], s[1]]))
 }
 fn le32(b: &[u8], at: usize) -> R<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| "zip archive truncated".to_string())
+    bytes_at(b, at, 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn le64(b: &[u8], at: usize) -> R<u64> {
-    b.get(at..at + 8)
-        .map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
-        .ok_or_else(|| "zip archive truncated".to_string())
+    bytes_at(b, at, 8).map(|s| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]))
+}
+/// `a + b`, or an error on overflow.
+fn add(a: usize, b: usize) -> R<usize> {
+    a.checked_add(b)
+        .ok_or_else(|| "zip offsets overflow".to_string())
 }
 fn to_usize(v: u64) -> R<usize> {
     usize::try_from(v).map_err(|_| "zip offset too large".to_string())
@@ -180,8 +185,8 @@ impl<'a> Zip<'a> {
             if le32(bytes, rec)? != 0x0606_4b50 {
                 return Err("zip64 end-of-directory record corrupt".into());
             }
-            count = le64(bytes, rec + 32)?;
-            cd_offset = le64(bytes, rec + 48)?;
+            count = le64(bytes, add(rec, 32)?)?;
+            cd_offset = le64(bytes, add(rec, 48)?)?;
         }
         let mut at = to_usize(cd_offset)?;
         let mut entries = Vec::new();
@@ -189,20 +194,19 @@ impl<'a> Zip<'a> {
             if le32(bytes, at)? != 0x0201_4b50 {
                 return Err("zip central directory corrupt".into());
             }
-            let method = le16(bytes, at + 10)?;
-            let mut compressed = u64::from(le32(bytes, at + 20)?);
-            let mut uncompressed = u64::from(le32(bytes, at + 24)?);
-            let name_len = usize::from(le16(bytes, at + 28)?);
-            let extra_len = usize::from(le16(bytes, at + 30)?);
-            let comment_len = usize::from(le16(bytes, at + 32)?);
-            let mut local_offset = u64::from(le32(bytes, at + 42)?);
-            let name_bytes = bytes
-                .get(at + 46..at + 46 + name_len)
-                .ok_or("zip archive truncated")?;
+            // The fixed 46-byte header is in range (signature checked at `at`, and
+            // `bytes_at` below checks the rest), so offsets inside it cannot overflow.
+            let header = bytes_at(bytes, at, 46)?;
+            let method = le16(header, 10)?;
+            let mut compressed = u64::from(le32(header, 20)?);
+            let mut uncompressed = u64::from(le32(header, 24)?);
+            let name_len = usize::from(le16(header, 28)?);
+            let extra_len = usize::from(le16(header, 30)?);
+            let comment_len = usize::from(le16(header, 32)?);
+            let mut local_offset = u64::from(le32(header, 42)?);
+            let name_bytes = bytes_at(bytes, at + 46, name_len)?;
             let name = String::from_utf8_lossy(name_bytes).into_owned();
-            let extra = bytes
-                .get(at + 46 + name_len..at + 46 + name_len + extra_len)
-                .ok_or("zip archive truncated")?;
+            let extra = bytes_at(bytes, at + 46 + name_len, extra_len)?;
             // Zip64 extra field: the 64-bit values of the fields saturated at 0xffffffff.
             let mut e = 0;
             while e + 4 <= extra.len() {
@@ -244,17 +248,10 @@ impl<'a> Zip<'a> {
         if le32(self.bytes, local)? != 0x0403_4b50 {
             return Err(format!("zip entry {name}: local header corrupt"));
         }
-        let start = local
-            + 30
-            + usize::from(le16(self.bytes, local + 26)?)
-            + usize::from(le16(self.bytes, local + 28)?);
-        let end = start
-            .checked_add(to_usize(e.compressed)?)
-            .ok_or("zip entry size overflows")?;
-        let raw = self
-            .bytes
-            .get(start..end)
-            .ok_or_else(|| format!("zip entry {name} is truncated"))?;
+        let header = bytes_at(self.bytes, local, 30)?;
+        let start = local + 30 + usize::from(le16(header, 26)?) + usize::from(le16(header, 28)?);
+        let raw = bytes_at(self.bytes, start, to_usize(e.compressed)?)
+            .map_err(|_| format!("zip entry {name} is truncated"))?;
         match e.method {
             0 => Ok(Some(std::borrow::Cow::Borrowed(raw))),
             8 => {
@@ -309,6 +306,23 @@ struct Unpickler<'a> {
     pos: usize,
     stack: Vec<Val>,
     memo: HashMap<u32, Val>,
+    /// Values copied by BINGET/DUP so far: a hostile pickle that re-fetches nested
+    /// values exponentially is stopped here instead of exhausting memory.
+    copied: usize,
+}
+
+/// Far above what a state dict needs (a few values per tensor).
+const MAX_COPIED_VALUES: usize = 1_000_000;
+
+impl Val {
+    /// Number of values in this tree.
+    fn count(&self) -> usize {
+        1 + match self {
+            Val::Tuple(v) | Val::List(v) => v.iter().map(Val::count).sum(),
+            Val::Dict(v) => v.iter().map(|(k, x)| k.count() + x.count()).sum(),
+            _ => 0,
+        }
+    }
 }
 
 impl<'a> Unpickler<'a> {
@@ -318,6 +332,7 @@ impl<'a> Unpickler<'a> {
             pos: 0,
             stack: Vec::new(),
             memo: HashMap::new(),
+            copied: 0,
         }
     }
 
@@ -378,11 +393,19 @@ impl<'a> Unpickler<'a> {
         self.stack.pop();
         Ok(items)
     }
-    fn memo_get(&self, key: u32) -> R<Val> {
-        self.memo
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| format!("pickle memo {key} missing"))
+    fn memo_get(&mut self, key: u32) -> R<Val> {
+        let missing = || format!("pickle memo {key} missing");
+        // Charged before copying, so an oversized value is refused without being built.
+        let values = self.memo.get(&key).ok_or_else(missing)?.count();
+        self.charge(values)?;
+        self.memo.get(&key).cloned().ok_or_else(missing)
+    }
+    fn charge(&mut self, values: usize) -> R<()> {
+        self.copied = self.copied.saturating_add(values);
+        if self.copied > MAX_COPIED_VALUES {
+            return Err("pickle too large or self-referential (value copy limit exceeded)".into());
+        }
+        Ok(())
     }
     fn memo_put(&mut self, key: u32) -> R<()> {
         let v = self.stack.last().cloned().ok_or("pickle stack underflow")?;
@@ -527,6 +550,8 @@ impl<'a> Unpickler<'a> {
                     self.pop_mark()?;
                 }
                 b'2' => {
+                    let values = self.top()?.count();
+                    self.charge(values)?;
                     let v = self.top()?.clone();
                     self.stack.push(v);
                 }
@@ -746,6 +771,39 @@ mod tests {
         // stride (1, 2) on [1, 2, 3, 4] is the transpose [[1, 3], [2, 4]].
         assert_eq!(t["w"].shape, vec![2, 2]);
         assert_eq!(t["w"].data, vec![1., 3., 2., 4.]);
+    }
+
+    #[test]
+    fn every_truncation_and_byte_flip_is_handled() {
+        let storage: Vec<u8> = [1f32, 2., 3., 4.]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let pkl = state_dict_pickle();
+        let zip = make_zip(&[("m/data.pkl", &pkl), ("m/data/0", &storage)]);
+        for cut in 0..zip.len() {
+            assert!(parse_state_dict(&zip[..cut]).is_err(), "cut {cut}");
+        }
+        // Flipped bytes may still parse (e.g. inside float data); they must never panic.
+        for at in 0..zip.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut z = zip.clone();
+                z[at] ^= flip;
+                let _ = parse_state_dict(&z);
+            }
+        }
+    }
+
+    #[test]
+    fn exponential_pickle_is_refused() {
+        // t0 = (); t(i+1) = (t(i), t(i)) fetched from the memo 60 times: 2^60 values.
+        let mut p = vec![0x80, 2, b')', b'q', 0];
+        for i in 0u8..60 {
+            p.extend_from_slice(&[b'h', i, b'h', i, 0x86, b'q', i + 1]);
+        }
+        p.push(b'.');
+        let err = Unpickler::new(&p).run().expect_err("bomb");
+        assert!(err.contains("limit"), "{err}");
     }
 
     #[test]

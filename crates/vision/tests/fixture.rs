@@ -161,3 +161,27 @@ fn library_pipeline_on_shared_mnist() {
     println!("extract_features on ../shared/data/mnist: max abs error {max_err:e}");
     assert!(max_err < 1e-3);
 }
+
+#[test]
+#[ignore = "needs ../shared/fixtures"]
+fn damaged_fixture_weights_are_clear_errors() {
+    use volley_vision::VisionError;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "regnet_x_400mf_random.pth",
+        "regnet_x_400mf_random.safetensors",
+    ] {
+        let bytes = std::fs::read(fixture(name)).expect("fixture");
+        for fraction in [0.0, 0.001, 0.3, 0.5, 0.9, 0.9999] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, &bytes[..(bytes.len() as f64 * fraction) as usize]).expect("write");
+            let err = volley_vision::load_backbone("regnet_x_400mf", &p)
+                .err()
+                .expect("truncated");
+            assert!(
+                matches!(err, VisionError::Weights { .. }),
+                "{name} at {fraction}: {err}"
+            );
+        }
+    }
+}
