@@ -219,8 +219,13 @@ pub fn prepare(args: &ImageArgs, split: Split) -> Result<Prepared, FeaturesError
     if args.batch_size == 0 {
         return Err(FeaturesError::Usage("--batch-size must be positive".into()));
     }
-    let weights = resolve_weights(args)?;
-    let data_dir = resolve_data_dir(args)?;
+    // Both are resolved before failing so that, offline, one message names every
+    // missing file and the flags that supply local copies.
+    let (weights, data_dir) = match (resolve_weights(args), resolve_data_dir(args)) {
+        (Ok(w), Ok(d)) => (w, d),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+        (Err(e1), Err(e2)) => return Err(FeaturesError::Usage(format!("{e1}; and {e2}"))),
+    };
     let backbone = load_backbone(&args.backbone, &weights)?;
     let source = open_dataset(args.dataset.into(), &data_dir, split)?;
     Ok(Prepared {
