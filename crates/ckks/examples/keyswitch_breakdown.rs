@@ -13,6 +13,7 @@ use volley_ckks::{Encoder, Evaluator, Params, encrypt_public};
 
 fn main() {
     let preset = std::env::args().nth(1).unwrap_or_else(|| "bench16".into());
+    let only = std::env::args().nth(2);
     let params = Params::preset(&preset).unwrap();
     let mut kg = KeyGenerator::new(params.clone());
     let sk = kg.gen_secret_key();
@@ -27,8 +28,11 @@ fn main() {
     let ct = encrypt_public(&pk, &enc.encode(&v, level, params.default_scale(), params.max_slots()).unwrap()).unwrap();
     let c1 = ct.polys()[1].clone();
     let ring = params.ring();
-    let reps = 5;
+    let reps = if only.is_some() { 40 } else { 5 };
     let time = |name: &str, f: &mut dyn FnMut()| {
+        if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
+            return;
+        }
         let mut t = Vec::new();
         for _ in 0..reps {
             let s = Instant::now();
@@ -50,4 +54,28 @@ fn main() {
     time("rescale", &mut || drop(eval.rescale(&ct).unwrap()));
     time("tensor (mul_no_relin)", &mut || drop(eval.mul_no_relin(&ct, &ct).unwrap()));
     time("rotate", &mut || drop(eval.rotate(&ct, 1).unwrap()));
+    {
+        use volley_ckks::ring::{BasisConverter, Modulus};
+        let from: Vec<Modulus> = (0..ring.num_p()).map(|i| *ring.p(i)).collect();
+        let to: Vec<Modulus> = (0..ring.num_q()).map(|i| *ring.q(i)).collect();
+        let conv = BasisConverter::new(&from, &to);
+        let n = ring.n();
+        let input: Vec<Vec<u64>> = from.iter().map(|m| (0..n as u64).map(|i| i * 12345 % m.value()).collect()).collect();
+        let mut output = vec![vec![0u64; n]; to.len()];
+        time(&format!("convert {}->{}", from.len(), to.len()), &mut || {
+            let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+            let mut outs: Vec<&mut [u64]> = output.iter_mut().map(|v| v.as_mut_slice()).collect();
+            conv.convert(&ins, &mut outs);
+        });
+        time(&format!("convert_approx {}->{}", from.len(), to.len()), &mut || {
+            let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+            let mut outs: Vec<&mut [u64]> = output.iter_mut().map(|v| v.as_mut_slice()).collect();
+            conv.convert_approx(&ins, &mut outs);
+        });
+    }
+    time("mul_relin_rescale", &mut || drop(eval.mul_relin_rescale(&ct, &ct).unwrap()));
+    time("mul_relin then rescale", &mut || {
+        let mut m = eval.mul_relin(&ct, &ct).unwrap();
+        eval.rescale_assign(&mut m).unwrap();
+    });
 }

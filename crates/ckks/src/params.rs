@@ -108,6 +108,8 @@ pub struct Params {
     mod_up: Vec<Vec<BasisConverter>>,
     /// ModDown converters from P to Q_level, per level.
     mod_down: Vec<BasisConverter>,
+    /// ModDown fused with a rescale, per level >= 1: from P and q_level to Q_{level-1}.
+    mod_down_rescale: Vec<Option<BasisConverter>>,
     /// [P^{-1}]_{q_i}.
     p_inv_mod_q: Vec<u64>,
     /// [P]_{q_i}.
@@ -210,10 +212,18 @@ impl Params {
             })
             .collect();
         let mod_down = (0..q.len()).map(|level| BasisConverter::new(&pm, &qm[..level + 1])).collect();
+        let mod_down_rescale = (0..q.len())
+            .map(|level| {
+                (level > 0 && !pm.is_empty()).then(|| {
+                    let from: Vec<Modulus> = pm.iter().copied().chain(std::iter::once(qm[level])).collect();
+                    BasisConverter::new(&from, &qm[..level])
+                })
+            })
+            .collect();
         let p_mod_q: Vec<u64> = qm.iter().map(|m| p.iter().fold(1u64, |acc, &pv| m.mul(acc, m.reduce(pv)))).collect();
         let p_inv_mod_q = qm.iter().zip(&p_mod_q).map(|(m, &v)| m.inv(v).unwrap_or(0)).collect();
         let fingerprint = fingerprint(&literal, &q, &p);
-        Ok(Arc::new(Self { literal, ring, log_qp, fingerprint, alpha, mod_up, mod_down, p_inv_mod_q, p_mod_q, insecure }))
+        Ok(Arc::new(Self { literal, ring, log_qp, fingerprint, alpha, mod_up, mod_down, mod_down_rescale, p_inv_mod_q, p_mod_q, insecure }))
     }
 
     /// The literal these parameters were built from.
@@ -312,6 +322,10 @@ impl Params {
 
     pub(crate) fn mod_down(&self, level: usize) -> &BasisConverter {
         &self.mod_down[level]
+    }
+
+    pub(crate) fn mod_down_rescale(&self, level: usize) -> Option<&BasisConverter> {
+        self.mod_down_rescale.get(level).and_then(Option::as_ref)
     }
 
     pub(crate) fn p_inv_mod_q(&self) -> &[u64] {

@@ -445,11 +445,26 @@ impl Evaluator {
         Ok(out)
     }
 
-    /// ct*ct, relinearise, rescale: the usual multiplication.
+    /// ct*ct, relinearise, rescale: the usual multiplication. The relinearisation's ModDown
+    /// and the rescale are fused into one division by P * q_level.
     pub fn mul_relin_rescale(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let mut out = self.mul_relin(a, b)?;
-        self.rescale_assign(&mut out)?;
-        Ok(out)
+        let d = self.mul_no_relin(a, b)?;
+        if d.level == 0 {
+            return Err(Error::InvalidLevel { op: "rescale", level: 0, max: 0 });
+        }
+        let key = self.relin_key("relinearize")?;
+        let level = d.level;
+        let q_last = self.params.ring().q(level).value() as f64;
+        let polys = d.polys();
+        let dec = keyswitch::decompose(&self.params, level, &polys[2]);
+        let [mut u0, mut u1] = keyswitch::inner_product(&self.params, &dec, key, None);
+        keyswitch::add_lifted(&self.params, &mut u0, &polys[0]);
+        keyswitch::add_lifted(&self.params, &mut u1, &polys[1]);
+        let (c0, c1) = rayon::join(|| keyswitch::mod_down_rescale(&self.params, u0), || keyswitch::mod_down_rescale(&self.params, u1));
+        self.counters.relin.fetch_add(1, Ordering::Relaxed);
+        self.counters.decomp.fetch_add(1, Ordering::Relaxed);
+        self.counters.rescale.fetch_add(1, Ordering::Relaxed);
+        Ok(Ciphertext::new(self.params.clone(), vec![c0, c1], level - 1, d.scale / q_last, d.slots))
     }
 
     /// ct^2 with relinearisation (no rescale).
@@ -652,8 +667,22 @@ pub(crate) fn rescale_poly(params: &Params, p: &mut Poly<Ntt>) {
     p.truncate(new_basis);
     p.towers_mut().for_each(|(i, tower)| {
         let m = ring.q(i);
+        let qi = m.value();
         let ql_mod = m.reduce(ql.value());
-        let mut r: Vec<u64> = last.iter().map(|&x| if x > half { m.sub(m.reduce(x), ql_mod) } else { m.reduce(x) }).collect();
+        // [c]_{q_l} centered, reduced mod q_i. Branch-free when q_l < 2 q_i (the usual chain:
+        // one conditional subtraction); the random sign of the remainder defeats prediction.
+        let mut r: Vec<u64> = if ql.value() < 2 * qi {
+            last.iter()
+                .map(|&x| {
+                    let y = x.min(x.wrapping_sub(qi));
+                    let neg = u64::from(x > half).wrapping_neg();
+                    let z = y.wrapping_sub(ql_mod & neg);
+                    z.min(z.wrapping_add(qi))
+                })
+                .collect()
+        } else {
+            last.iter().map(|&x| if x > half { m.sub(m.reduce(x), ql_mod) } else { m.reduce(x) }).collect()
+        };
         ring.ntt(new_basis, i).forward(&mut r);
         let inv = m.inv(ql_mod).unwrap_or(0);
         let inv_s = m.shoup(inv);

@@ -78,6 +78,17 @@ impl BasisConverter {
     /// Converts `input` (one coefficient-form residue vector per source prime) into
     /// `output` (one per target prime): the exact centered representative is extended.
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        self.convert_impl(input, output, true);
+    }
+
+    /// The fast (approximate) conversion of Bajard et al.: the result is x + u A for some
+    /// 0 <= u < k. Hybrid key switching's ModUp tolerates it: u A is a multiple of the
+    /// digit's modulus, which the gadget cancels (Han-Ki 2020, as Lattigo and OpenFHE do).
+    pub fn convert_approx(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        self.convert_impl(input, output, false);
+    }
+
+    fn convert_impl(&self, input: &[&[u64]], output: &mut [&mut [u64]], exact: bool) {
         let n = input.first().map_or(0, |t| t.len());
         let k = self.from.len();
         // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
@@ -91,17 +102,21 @@ impl BasisConverter {
             })
             .collect();
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
-        let mut v = vec![0u8; n];
-        v.par_chunks_mut(BLOCK).enumerate().for_each(|(b, out)| {
-            let start = b * BLOCK;
-            let mut s = [0f64; BLOCK];
-            for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
-                for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
-                    *acc += x as f64 * inv;
+        let mut v = vec![0u8; if exact { n } else { 0 }];
+        v.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(p, chunk)| {
+            for (b, out) in chunk.chunks_mut(BLOCK).enumerate() {
+                let start = p * PAR_CHUNK + b * BLOCK;
+                let mut s = [0f64; BLOCK];
+                for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
+                    for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
+                        // Residues are below 2^62: the signed conversion is one instruction,
+                        // the unsigned one a branchy sequence on baseline x86-64.
+                        *acc += x as i64 as f64 * inv;
+                    }
                 }
-            }
-            for (o, acc) in out.iter_mut().zip(s) {
-                *o = acc.round() as u8;
+                for (o, acc) in out.iter_mut().zip(s) {
+                    *o = acc.round() as u8;
+                }
             }
         });
         output.par_iter_mut().enumerate().for_each(|(j, out)| {
@@ -128,14 +143,17 @@ impl BasisConverter {
                         }
                     }
                 }
-                if k > LAZY_PRODUCTS {
+                if k <= LAZY_PRODUCTS {
+                    for (p, &a) in partial[..len].iter_mut().zip(&acc) {
+                        *p = m.reduce_u128(a);
+                    }
+                }
+                if exact {
                     for ((o, &p), &vc) in out.iter_mut().zip(&partial).zip(&v[start..start + len]) {
                         *o = m.sub(p, correction[usize::from(vc)]);
                     }
                 } else {
-                    for ((o, &a), &vc) in out.iter_mut().zip(&acc).zip(&v[start..start + len]) {
-                        *o = m.sub(m.reduce_u128(a), correction[usize::from(vc)]);
-                    }
+                    out.copy_from_slice(&partial[..len]);
                 }
             }
         });
@@ -144,6 +162,8 @@ impl BasisConverter {
 
 /// Coefficients per block of the conversion loops (accumulators stay in L1).
 const BLOCK: usize = 128;
+/// Coefficients per parallel task.
+const PAR_CHUNK: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -46,7 +46,7 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
                 tower.copy_from_slice(d.tower(t));
             }
             let mut other_slices: Vec<&mut [u64]> = others.iter_mut().map(|(_, s)| &mut **s).collect();
-            params.mod_up(level, j).convert(&inputs, &mut other_slices);
+            params.mod_up(level, j).convert_approx(&inputs, &mut other_slices);
             others.into_par_iter().for_each(|(t, tower)| ring.ntt(basis, t).forward(tower));
             out
         })
@@ -114,27 +114,55 @@ pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey, p
 /// ModDown: from Q_level * P to Q_level, dividing by P with rounding (exact basis conversion
 /// of the P part, then (x - [x]_P) * P^{-1}).
 pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
+    divide_round(params, x, false)
+}
+
+/// ModDown fused with a rescale: from Q_level * P to Q_{level-1}, dividing by P * q_level
+/// with rounding in one exact basis conversion. Saves the rescale's separate inverse and
+/// forward NTTs (the fusion OpenFHE and Lattigo use after a relinearisation).
+/// Falls back to ModDown then rescale where no fused converter exists (level 0 or no P).
+pub fn mod_down_rescale(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
+    let level = x.basis().q - 1;
+    if params.mod_down_rescale(level).is_none() {
+        let mut y = mod_down(params, x);
+        crate::ckks::evaluator::rescale_poly(params, &mut y);
+        return y;
+    }
+    divide_round(params, x, true)
+}
+
+fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     let ring = params.ring();
     let n = ring.n();
     let basis = x.basis();
     let level = basis.q - 1;
     let k = basis.p;
-    // The P part in coefficient form.
-    let mut p_part: Vec<Vec<u64>> = (0..k).map(|i| x.tower(basis.q + i).to_vec()).collect();
-    p_part.par_iter_mut().enumerate().for_each(|(i, t)| ring.ntt(basis, basis.q + i).backward(t));
-    let mut conv = vec![0u64; n * basis.q];
+    // The towers divided out (P, and q_level when rescaling) in coefficient form.
+    let mut removed: Vec<(usize, Vec<u64>)> = (0..k).map(|i| (basis.q + i, x.tower(basis.q + i).to_vec())).collect();
+    if rescale {
+        removed.push((level, x.tower(level).to_vec()));
+    }
+    removed.par_iter_mut().for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
+    let out_q = if rescale { level } else { level + 1 };
+    let converter = match (rescale, params.mod_down_rescale(level)) {
+        (true, Some(c)) => c,
+        _ => params.mod_down(level),
+    };
+    let mut conv = vec![0u64; n * out_q];
     {
-        let inputs: Vec<&[u64]> = p_part.iter().map(|v| v.as_slice()).collect();
+        let inputs: Vec<&[u64]> = removed.iter().map(|(_, v)| v.as_slice()).collect();
         let mut outs: Vec<&mut [u64]> = conv.chunks_mut(n).collect();
-        params.mod_down(level).convert(&inputs, &mut outs);
+        converter.convert(&inputs, &mut outs);
     }
     let p_inv = params.p_inv_mod_q();
+    let out_basis = params.basis_q(out_q - 1);
     let mut out = x;
-    out.truncate(params.basis_q(level));
+    out.truncate(out_basis);
     out.data_mut().par_chunks_mut(n).zip(conv.par_chunks_mut(n)).enumerate().for_each(|(i, (o, c))| {
         let m = ring.q(i);
-        ring.ntt(params.basis_q(level), i).forward(c);
-        let (w, ws) = (p_inv[i], m.shoup(p_inv[i]));
+        ring.ntt(out_basis, i).forward(c);
+        let w = if rescale { m.mul(p_inv[i], m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)) } else { p_inv[i] };
+        let ws = m.shoup(w);
         for (o, &c) in o.iter_mut().zip(c.iter()) {
             *o = m.mul_shoup(m.sub(*o, c), w, ws);
         }
@@ -142,11 +170,27 @@ pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
     out
 }
 
+/// x += P * y on the Q towers of x (y modulo Q_level, x modulo Q_level * P; P * y is 0 on
+/// the P towers). ModDown of the sum is y + ModDown(x).
+pub fn add_lifted(params: &Params, x: &mut Poly<Ntt>, y: &Poly<Ntt>) {
+    let ring = params.ring();
+    let basis = x.basis();
+    let p_mod_q = params.p_mod_q();
+    x.towers_mut().take(basis.q).for_each(|(i, t)| {
+        let m = ring.q(i);
+        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
+        for (a, &b) in t.iter_mut().zip(y.tower(i)) {
+            *a = m.add(*a, m.mul_shoup(b, w, ws));
+        }
+    });
+}
+
 /// Full key switch of `d` (NTT form at `level`): returns (u0, u1) with u0 + u1 s ~ d s'.
 pub fn key_switch(params: &Params, level: usize, d: &Poly<Ntt>, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
     let dec = decompose(params, level, d);
     let [a, b] = inner_product(params, &dec, key, None);
-    [mod_down(params, a), mod_down(params, b)]
+    let (a, b) = rayon::join(|| mod_down(params, a), || mod_down(params, b));
+    [a, b]
 }
 
 /// `P * x` in the extended basis: `x` (NTT form modulo Q_level) becomes the polynomial of
