@@ -89,8 +89,15 @@ impl BasisConverter {
     }
 
     fn convert_impl(&self, input: &[&[u64]], output: &mut [&mut [u64]], exact: bool) {
+        let prepared = self.prepare(input, exact);
+        output.par_iter_mut().enumerate().for_each(|(j, out)| prepared.write(j, out));
+    }
+
+    /// The per-input work of a conversion, shared by every output prime; then
+    /// [`PreparedConversion::write`] produces one output residue vector at a time (so a
+    /// caller can transform and consume it while it is in cache).
+    pub fn prepare(&self, input: &[&[u64]], exact: bool) -> PreparedConversion<'_> {
         let n = input.first().map_or(0, |t| t.len());
-        let k = self.from.len();
         // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
         let y: Vec<Vec<u64>> = input
             .par_iter()
@@ -119,44 +126,98 @@ impl BasisConverter {
                 }
             }
         });
-        output.par_iter_mut().enumerate().for_each(|(j, out)| {
-            let m = &self.to[j];
-            let w = &self.a_hat_mod_b[j];
-            // v * [A]_{b_j} for every possible v (v <= k).
-            let correction: Vec<u64> = (0..=k as u64).map(|c| m.mul(m.reduce(c), self.a_mod_b[j])).collect();
-            for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-                let start = b * BLOCK;
-                let len = out.len();
-                let mut acc = [0u128; BLOCK];
-                let mut partial = [0u64; BLOCK];
-                // Products of residues fit 124 bits: sum up to LAZY_PRODUCTS before reducing.
-                for (ys, ws) in y.chunks(LAZY_PRODUCTS).zip(w.chunks(LAZY_PRODUCTS)) {
-                    for (yi, &wi) in ys.iter().zip(ws) {
-                        for (a, &x) in acc[..len].iter_mut().zip(&yi[start..start + len]) {
-                            *a += x as u128 * wi as u128;
-                        }
-                    }
-                    if k > LAZY_PRODUCTS {
-                        for (p, a) in partial[..len].iter_mut().zip(acc[..len].iter_mut()) {
-                            *p = m.add(*p, m.reduce_u128(*a));
-                            *a = 0;
-                        }
+        PreparedConversion { conv: self, y, v, exact }
+    }
+}
+
+/// A conversion with its input-side work done (see [`BasisConverter::prepare`]).
+pub struct PreparedConversion<'a> {
+    conv: &'a BasisConverter,
+    /// y_i = [x_i * (A/a_i)^{-1}]_{a_i}, one vector per source prime.
+    y: Vec<Vec<u64>>,
+    v: Vec<u8>,
+    exact: bool,
+}
+
+impl PreparedConversion<'_> {
+    /// Writes the residues modulo target prime `j` into `out`.
+    pub fn write(&self, j: usize, out: &mut [u64]) {
+        // Specialised for the usual numbers of source primes so the accumulator lives in
+        // registers; the general path accumulates a block in memory.
+        match self.conv.from.len() {
+            1 => self.write_k::<1>(j, out),
+            2 => self.write_k::<2>(j, out),
+            3 => self.write_k::<3>(j, out),
+            4 => self.write_k::<4>(j, out),
+            5 => self.write_k::<5>(j, out),
+            6 => self.write_k::<6>(j, out),
+            7 => self.write_k::<7>(j, out),
+            8 => self.write_k::<8>(j, out),
+            _ => self.write_any(j, out),
+        }
+    }
+
+    fn correction(&self, j: usize) -> Vec<u64> {
+        let conv = self.conv;
+        let m = &conv.to[j];
+        (0..=conv.from.len() as u64).map(|c| m.mul(m.reduce(c), conv.a_mod_b[j])).collect()
+    }
+
+    fn write_k<const K: usize>(&self, j: usize, out: &mut [u64]) {
+        let conv = self.conv;
+        let m = &conv.to[j];
+        let mut w = [0u64; K];
+        w.copy_from_slice(&conv.a_hat_mod_b[j][..K]);
+        let correction = self.correction(j);
+        let n = out.len();
+        let ys: [&[u64]; K] = std::array::from_fn(|i| &self.y[i][..n]);
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut acc = 0u128;
+            for i in 0..K {
+                acc += ys[i][c] as u128 * w[i] as u128;
+            }
+            let r = m.reduce_u128(acc);
+            *o = if self.exact { m.sub(r, correction[usize::from(self.v[c])]) } else { r };
+        }
+    }
+
+    fn write_any(&self, j: usize, out: &mut [u64]) {
+        let (conv, y, v, exact) = (self.conv, &self.y, &self.v, self.exact);
+        let k = conv.from.len();
+        let m = &conv.to[j];
+        let w = &conv.a_hat_mod_b[j];
+        let correction = self.correction(j);        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+            let start = b * BLOCK;
+            let len = out.len();
+            let mut acc = [0u128; BLOCK];
+            let mut partial = [0u64; BLOCK];
+            // Products of residues fit 124 bits: sum up to LAZY_PRODUCTS before reducing.
+            for (ys, ws) in y.chunks(LAZY_PRODUCTS).zip(w.chunks(LAZY_PRODUCTS)) {
+                for (yi, &wi) in ys.iter().zip(ws) {
+                    for (a, &x) in acc[..len].iter_mut().zip(&yi[start..start + len]) {
+                        *a += x as u128 * wi as u128;
                     }
                 }
-                if k <= LAZY_PRODUCTS {
-                    for (p, &a) in partial[..len].iter_mut().zip(&acc) {
-                        *p = m.reduce_u128(a);
+                if k > LAZY_PRODUCTS {
+                    for (p, a) in partial[..len].iter_mut().zip(acc[..len].iter_mut()) {
+                        *p = m.add(*p, m.reduce_u128(*a));
+                        *a = 0;
                     }
-                }
-                if exact {
-                    for ((o, &p), &vc) in out.iter_mut().zip(&partial).zip(&v[start..start + len]) {
-                        *o = m.sub(p, correction[usize::from(vc)]);
-                    }
-                } else {
-                    out.copy_from_slice(&partial[..len]);
                 }
             }
-        });
+            if k <= LAZY_PRODUCTS {
+                for (p, &a) in partial[..len].iter_mut().zip(&acc) {
+                    *p = m.reduce_u128(a);
+                }
+            }
+            if exact {
+                for ((o, &p), &vc) in out.iter_mut().zip(&partial).zip(&v[start..start + len]) {
+                    *o = m.sub(p, correction[usize::from(vc)]);
+                }
+            } else {
+                out.copy_from_slice(&partial[..len]);
+            }
+        }
     }
 }
 

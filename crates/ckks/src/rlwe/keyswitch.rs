@@ -45,9 +45,12 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
             for (t, tower) in own {
                 tower.copy_from_slice(d.tower(t));
             }
-            let mut other_slices: Vec<&mut [u64]> = others.iter_mut().map(|(_, s)| &mut **s).collect();
-            params.mod_up(level, j).convert_approx(&inputs, &mut other_slices);
-            others.into_par_iter().for_each(|(t, tower)| ring.ntt(basis, t).forward(tower));
+            // Extend to the other towers one at a time, transforming each while in cache.
+            let prepared = params.mod_up(level, j).prepare(&inputs, false);
+            others.into_par_iter().enumerate().for_each(|(idx, (t, tower))| {
+                prepared.write(idx, tower);
+                ring.ntt(basis, t).forward(tower);
+            });
             out
         })
         .collect();
@@ -148,19 +151,18 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
         (true, Some(c)) => c,
         _ => params.mod_down(level),
     };
-    let mut conv = vec![0u64; n * out_q];
-    {
-        let inputs: Vec<&[u64]> = removed.iter().map(|(_, v)| v.as_slice()).collect();
-        let mut outs: Vec<&mut [u64]> = conv.chunks_mut(n).collect();
-        converter.convert(&inputs, &mut outs);
-    }
+    let inputs: Vec<&[u64]> = removed.iter().map(|(_, v)| v.as_slice()).collect();
+    let prepared = converter.prepare(&inputs, true);
     let p_inv = params.p_inv_mod_q();
     let out_basis = params.basis_q(out_q - 1);
     let mut out = x;
     out.truncate(out_basis);
-    out.data_mut().par_chunks_mut(n).zip(conv.par_chunks_mut(n)).enumerate().for_each(|(i, (o, c))| {
+    // One output tower at a time: convert, transform and subtract while it is in cache.
+    out.data_mut().par_chunks_mut(n).enumerate().for_each(|(i, o)| {
         let m = ring.q(i);
-        ring.ntt(out_basis, i).forward(c);
+        let mut c = vec![0u64; n];
+        prepared.write(i, &mut c);
+        ring.ntt(out_basis, i).forward(&mut c);
         let w = if rescale { m.mul(p_inv[i], m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)) } else { p_inv[i] };
         let ws = m.shoup(w);
         for (o, &c) in o.iter_mut().zip(c.iter()) {
