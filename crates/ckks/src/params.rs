@@ -383,24 +383,6 @@ fn fingerprint(lit: &ParamsLiteral, q: &[u64], p: &[u64]) -> [u8; 32] {
 pub(crate) mod tests {
     use super::*;
 
-    /// A tiny insecure parameter set for fast unit tests.
-    pub(crate) fn tiny(log_n: u32, levels: usize, dnum: usize) -> Arc<Params> {
-        let mut log_q = vec![55];
-        log_q.extend(std::iter::repeat_n(40, levels));
-        let alpha = (levels + 1).div_ceil(dnum);
-        let special = (55 + 40 * (alpha - 1)).div_ceil(58);
-        Params::new_insecure(ParamsLiteral {
-            log_n,
-            log_q,
-            log_p: vec![58; special],
-            dnum,
-            secret: SecretDistribution::Ternary,
-            log_scale: 40,
-            sigma: 3.19,
-        })
-        .expect("valid tiny parameters")
-    }
-
     #[test]
     fn presets_are_secure_and_match_issue() {
         for name in PRESETS {
