@@ -73,6 +73,15 @@ fn main() {
             conv.convert_approx(&ins, &mut outs);
         });
     }
+    let steps: Vec<i64> = (1..=8).collect();
+    let eval8 = {
+        let mut kg = KeyGenerator::new(params.clone());
+        Evaluator::new(params.clone(), kg.gen_evaluation_keys(&sk, false, &steps, false))
+    };
+    time("rotate (8-key evaluator)", &mut || drop(eval8.rotate(&ct, 1).unwrap()));
+    time("rotate_hoisted_8 (total)", &mut || drop(eval8.rotate_hoisted(&ct, &steps).unwrap()));
+    let dec8 = eval8.decompose(&ct).unwrap();
+    time("one hoisted rotation", &mut || drop(eval8.rotate_hoisted_with(&ct, &dec8, 3).unwrap()));
     time("mul_relin_rescale", &mut || drop(eval.mul_relin_rescale(&ct, &ct).unwrap()));
     time("mul_relin then rescale", &mut || {
         let mut m = eval.mul_relin(&ct, &ct).unwrap();
