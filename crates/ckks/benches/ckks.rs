@@ -21,7 +21,10 @@ fn ntt(c: &mut Criterion) {
             for backend in [NttBackend::Fast, NttBackend::Scalar] {
                 let op = NttOperator::new(n, m, backend).unwrap();
                 let mut a: Vec<u64> = (0..n as u64).map(|i| i * 7919 % q).collect();
-                let id = BenchmarkId::new(format!("forward/{backend:?}"), format!("n=2^{log_n}/q={bits}b"));
+                let id = BenchmarkId::new(
+                    format!("forward/{backend:?}"),
+                    format!("n=2^{log_n}/q={bits}b"),
+                );
                 g.bench_function(id, |b| b.iter(|| op.forward(black_box(&mut a))));
             }
         }
@@ -43,18 +46,34 @@ fn ops(c: &mut Criterion) {
     let enc = Encoder::new(params.clone());
     let eval = Evaluator::new(params.clone(), keys);
     let v: Vec<f64> = (0..slots).map(|i| (i % 13) as f64 / 13.0).collect();
-    let pt = enc.encode(&v, level, params.default_scale(), slots).unwrap();
-    let pt_q = enc.encode(&v, level, params.ring().q(level).value() as f64, slots).unwrap();
+    let pt = enc
+        .encode(&v, level, params.default_scale(), slots)
+        .unwrap();
+    let pt_q = enc
+        .encode(&v, level, params.ring().q(level).value() as f64, slots)
+        .unwrap();
     let a = encrypt_public(&pk, &pt).unwrap();
     let b = encrypt_secret(&sk, &pt).unwrap();
     let mut g = c.benchmark_group("ckks");
     g.sample_size(10);
-    g.bench_function(BenchmarkId::new("keygen_rotation", &tag), |bch| bch.iter(|| kg.gen_rotation_key(&sk, 9)));
-    g.bench_function(BenchmarkId::new("encrypt_public", &tag), |bch| bch.iter(|| encrypt_public(&pk, &pt).unwrap()));
-    g.bench_function(BenchmarkId::new("encrypt_secret", &tag), |bch| bch.iter(|| encrypt_secret(&sk, &pt).unwrap()));
-    g.bench_function(BenchmarkId::new("mul_relin_rescale", &tag), |bch| bch.iter(|| eval.mul_relin_rescale(&a, &b).unwrap()));
-    g.bench_function(BenchmarkId::new("rotate", &tag), |bch| bch.iter(|| eval.rotate(&a, 1).unwrap()));
-    g.bench_function(BenchmarkId::new("rotate_hoisted_8", &tag), |bch| bch.iter(|| eval.rotate_hoisted(&a, &steps).unwrap()));
+    g.bench_function(BenchmarkId::new("keygen_rotation", &tag), |bch| {
+        bch.iter(|| kg.gen_rotation_key(&sk, 9))
+    });
+    g.bench_function(BenchmarkId::new("encrypt_public", &tag), |bch| {
+        bch.iter(|| encrypt_public(&pk, &pt).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("encrypt_secret", &tag), |bch| {
+        bch.iter(|| encrypt_secret(&sk, &pt).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("mul_relin_rescale", &tag), |bch| {
+        bch.iter(|| eval.mul_relin_rescale(&a, &b).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("rotate", &tag), |bch| {
+        bch.iter(|| eval.rotate(&a, 1).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("rotate_hoisted_8", &tag), |bch| {
+        bch.iter(|| eval.rotate_hoisted(&a, &steps).unwrap())
+    });
     g.bench_function(BenchmarkId::new("mul_plain_rescale", &tag), |bch| {
         bch.iter(|| {
             let mut c = eval.mul_plain(&a, &pt_q).unwrap();
@@ -62,8 +81,15 @@ fn ops(c: &mut Criterion) {
             c
         })
     });
-    g.bench_function(BenchmarkId::new("rescale", &tag), |bch| bch.iter(|| eval.rescale(&a).unwrap()));
-    g.bench_function(BenchmarkId::new("encode", &tag), |bch| bch.iter(|| enc.encode(&v, level, params.default_scale(), slots).unwrap()));
+    g.bench_function(BenchmarkId::new("rescale", &tag), |bch| {
+        bch.iter(|| eval.rescale(&a).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("encode", &tag), |bch| {
+        bch.iter(|| {
+            enc.encode(&v, level, params.default_scale(), slots)
+                .unwrap()
+        })
+    });
     g.finish();
 }
 

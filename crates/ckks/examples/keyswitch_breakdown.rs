@@ -25,7 +25,12 @@ fn main() {
     let eval = Evaluator::new(params.clone(), keys);
     let level = params.max_level();
     let v: Vec<f64> = (0..params.max_slots()).map(|i| (i % 7) as f64).collect();
-    let ct = encrypt_public(&pk, &enc.encode(&v, level, params.default_scale(), params.max_slots()).unwrap()).unwrap();
+    let ct = encrypt_public(
+        &pk,
+        &enc.encode(&v, level, params.default_scale(), params.max_slots())
+            .unwrap(),
+    )
+    .unwrap();
     let c1 = ct.polys()[1].clone();
     let ring = params.ring();
     let reps = if only.is_some() { 40 } else { 5 };
@@ -45,14 +50,28 @@ fn main() {
     let dec = decompose(&params, level, &c1);
     let perm = ring.galois_permutation(g);
     let [a, _] = inner_product(&params, &dec, &key, Some(&perm));
-    time("decompose (ModUp)", &mut || drop(decompose(&params, level, &c1)));
-    time("inner product", &mut || drop(inner_product(&params, &dec, &key, None)));
-    time("inner product (permuted)", &mut || drop(inner_product(&params, &dec, &key, Some(&perm))));
-    time("mod_down (one poly)", &mut || drop(mod_down(&params, a.clone())));
-    time("automorphism (one poly)", &mut || drop(c1.automorphism(ring, g)));
-    time("intt+ntt all towers", &mut || drop(c1.to_coeff(ring).into_ntt(ring)));
+    time("decompose (ModUp)", &mut || {
+        drop(decompose(&params, level, &c1))
+    });
+    time("inner product", &mut || {
+        drop(inner_product(&params, &dec, &key, None))
+    });
+    time("inner product (permuted)", &mut || {
+        drop(inner_product(&params, &dec, &key, Some(&perm)))
+    });
+    time("mod_down (one poly)", &mut || {
+        drop(mod_down(&params, a.clone()))
+    });
+    time("automorphism (one poly)", &mut || {
+        drop(c1.automorphism(ring, g))
+    });
+    time("intt+ntt all towers", &mut || {
+        drop(c1.to_coeff(ring).into_ntt(ring))
+    });
     time("rescale", &mut || drop(eval.rescale(&ct).unwrap()));
-    time("tensor (mul_no_relin)", &mut || drop(eval.mul_no_relin(&ct, &ct).unwrap()));
+    time("tensor (mul_no_relin)", &mut || {
+        drop(eval.mul_no_relin(&ct, &ct).unwrap())
+    });
     time("rotate", &mut || drop(eval.rotate(&ct, 1).unwrap()));
     {
         use volley_ckks::ring::{BasisConverter, Modulus};
@@ -60,29 +79,51 @@ fn main() {
         let to: Vec<Modulus> = (0..ring.num_q()).map(|i| *ring.q(i)).collect();
         let conv = BasisConverter::new(&from, &to);
         let n = ring.n();
-        let input: Vec<Vec<u64>> = from.iter().map(|m| (0..n as u64).map(|i| i * 12345 % m.value()).collect()).collect();
+        let input: Vec<Vec<u64>> = from
+            .iter()
+            .map(|m| (0..n as u64).map(|i| i * 12345 % m.value()).collect())
+            .collect();
         let mut output = vec![vec![0u64; n]; to.len()];
-        time(&format!("convert {}->{}", from.len(), to.len()), &mut || {
-            let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
-            let mut outs: Vec<&mut [u64]> = output.iter_mut().map(|v| v.as_mut_slice()).collect();
-            conv.convert(&ins, &mut outs);
-        });
-        time(&format!("convert_approx {}->{}", from.len(), to.len()), &mut || {
-            let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
-            let mut outs: Vec<&mut [u64]> = output.iter_mut().map(|v| v.as_mut_slice()).collect();
-            conv.convert_approx(&ins, &mut outs);
-        });
+        time(
+            &format!("convert {}->{}", from.len(), to.len()),
+            &mut || {
+                let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+                let mut outs: Vec<&mut [u64]> =
+                    output.iter_mut().map(|v| v.as_mut_slice()).collect();
+                conv.convert(&ins, &mut outs);
+            },
+        );
+        time(
+            &format!("convert_approx {}->{}", from.len(), to.len()),
+            &mut || {
+                let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+                let mut outs: Vec<&mut [u64]> =
+                    output.iter_mut().map(|v| v.as_mut_slice()).collect();
+                conv.convert_approx(&ins, &mut outs);
+            },
+        );
     }
     let steps: Vec<i64> = (1..=8).collect();
     let eval8 = {
         let mut kg = KeyGenerator::new(params.clone());
-        Evaluator::new(params.clone(), kg.gen_evaluation_keys(&sk, false, &steps, false))
+        Evaluator::new(
+            params.clone(),
+            kg.gen_evaluation_keys(&sk, false, &steps, false),
+        )
     };
-    time("rotate (8-key evaluator)", &mut || drop(eval8.rotate(&ct, 1).unwrap()));
-    time("rotate_hoisted_8 (total)", &mut || drop(eval8.rotate_hoisted(&ct, &steps).unwrap()));
+    time("rotate (8-key evaluator)", &mut || {
+        drop(eval8.rotate(&ct, 1).unwrap())
+    });
+    time("rotate_hoisted_8 (total)", &mut || {
+        drop(eval8.rotate_hoisted(&ct, &steps).unwrap())
+    });
     let dec8 = eval8.decompose(&ct).unwrap();
-    time("one hoisted rotation", &mut || drop(eval8.rotate_hoisted_with(&ct, &dec8, 3).unwrap()));
-    time("mul_relin_rescale", &mut || drop(eval.mul_relin_rescale(&ct, &ct).unwrap()));
+    time("one hoisted rotation", &mut || {
+        drop(eval8.rotate_hoisted_with(&ct, &dec8, 3).unwrap())
+    });
+    time("mul_relin_rescale", &mut || {
+        drop(eval.mul_relin_rescale(&ct, &ct).unwrap())
+    });
     time("mul_relin then rescale", &mut || {
         let mut m = eval.mul_relin(&ct, &ct).unwrap();
         eval.rescale_assign(&mut m).unwrap();

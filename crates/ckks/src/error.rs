@@ -41,7 +41,9 @@ pub enum Error {
         max: usize,
     },
     /// Two scales that must match do not.
-    #[error("{op}: scales differ (2^{a:.4} vs 2^{b:.4}); match them first (e.g. with mul_const_to_scale)")]
+    #[error(
+        "{op}: scales differ (2^{a:.4} vs 2^{b:.4}); match them first (e.g. with mul_const_to_scale)"
+    )]
     ScaleMismatch {
         /// Operation name.
         op: &'static str,

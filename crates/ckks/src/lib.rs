@@ -13,8 +13,8 @@
 //! cannot name a secret key at all.
 #![deny(missing_docs)]
 
-pub mod ckks;
 pub mod circuits;
+pub mod ckks;
 pub mod error;
 pub mod params;
 pub mod ring;
@@ -44,5 +44,8 @@ pub mod client {
 /// Sets the number of threads of the global rayon pool used by every parallel operation.
 /// Call once, before any other operation; later calls return an error.
 pub fn set_threads(threads: usize) -> std::result::Result<(), String> {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| e.to_string())
 }

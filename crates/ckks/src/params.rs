@@ -47,15 +47,32 @@ fn default_sigma() -> f64 {
 
 /// HomomorphicEncryption.org security standard, 128-bit classical security, uniform ternary
 /// secrets: the largest log2(QP) for each log2(N) (the table OpenFHE enforces).
-pub const HE_STANDARD_128: [(u32, u32); 6] = [(12, 109), (13, 218), (14, 438), (15, 881), (16, 1747), (17, 3523)];
+pub const HE_STANDARD_128: [(u32, u32); 6] = [
+    (12, 109),
+    (13, 218),
+    (14, 438),
+    (15, 881),
+    (16, 1747),
+    (17, 3523),
+];
 
 /// The 128-bit bound on log2(QP) for N = 2^log_n, if N is in the table.
 pub fn security_bound(log_n: u32) -> Option<u32> {
-    HE_STANDARD_128.iter().find(|&&(l, _)| l == log_n).map(|&(_, b)| b)
+    HE_STANDARD_128
+        .iter()
+        .find(|&&(l, _)| l == log_n)
+        .map(|&(_, b)| b)
 }
 
 /// Named presets.
-pub const PRESETS: [&str; 6] = ["leveled15", "leveled16", "bench15", "bench16", "train15", "paper16"];
+pub const PRESETS: [&str; 6] = [
+    "leveled15",
+    "leveled16",
+    "bench15",
+    "bench16",
+    "train15",
+    "paper16",
+];
 
 impl ParamsLiteral {
     /// A named preset. `leveled15`/`leveled16` are general-purpose; `bench15`/`bench16` are
@@ -131,8 +148,12 @@ impl Params {
 
     /// A named preset (see [`ParamsLiteral::preset`]).
     pub fn preset(name: &str) -> Result<Arc<Self>> {
-        let lit = ParamsLiteral::preset(name)
-            .ok_or_else(|| Error::InvalidParameters(format!("unknown preset {name:?}; known: {}", PRESETS.join(", "))))?;
+        let lit = ParamsLiteral::preset(name).ok_or_else(|| {
+            Error::InvalidParameters(format!(
+                "unknown preset {name:?}; known: {}",
+                PRESETS.join(", ")
+            ))
+        })?;
         Self::new(lit)
     }
 
@@ -140,25 +161,40 @@ impl Params {
         let bad = |m: String| Err(Error::InvalidParameters(m));
         let min_log_n = if insecure { 4 } else { 12 };
         if !(min_log_n..=17).contains(&literal.log_n) {
-            return bad(format!("log_n = {} is outside {min_log_n}..=17", literal.log_n));
+            return bad(format!(
+                "log_n = {} is outside {min_log_n}..=17",
+                literal.log_n
+            ));
         }
         if literal.log_q.is_empty() {
             return bad("at least one ciphertext prime is needed".into());
         }
         if literal.dnum == 0 || literal.dnum > literal.log_q.len() {
-            return bad(format!("dnum = {} must be between 1 and the number of Q primes ({})", literal.dnum, literal.log_q.len()));
+            return bad(format!(
+                "dnum = {} must be between 1 and the number of Q primes ({})",
+                literal.dnum,
+                literal.log_q.len()
+            ));
         }
         if literal.log_p.is_empty() && literal.log_q.len() > 1 {
             return bad("key switching needs at least one special prime P".into());
         }
-        if let Some(&b) = literal.log_q.iter().chain(&literal.log_p).find(|&&b| !(20..=61).contains(&b)) {
+        if let Some(&b) = literal
+            .log_q
+            .iter()
+            .chain(&literal.log_p)
+            .find(|&&b| !(20..=61).contains(&b))
+        {
             return bad(format!("prime size {b} bits is outside 20..=61"));
         }
         if !(literal.sigma > 0.0 && literal.sigma < 100.0) {
             return bad(format!("sigma = {} is not in (0, 100)", literal.sigma));
         }
         if literal.log_scale == 0 || literal.log_scale > 60 {
-            return bad(format!("log_scale = {} must be in 1..=60", literal.log_scale));
+            return bad(format!(
+                "log_scale = {} must be in 1..=60",
+                literal.log_scale
+            ));
         }
         let n = 1usize << literal.log_n;
         if let SecretDistribution::HammingWeight(h) = literal.secret {
@@ -171,24 +207,41 @@ impl Params {
         let mut take = |bits: u32| -> Result<u64> {
             let p = generate_primes(bits, two_n, 1, &used)
                 .and_then(|v| v.first().copied())
-                .ok_or_else(|| Error::InvalidParameters(format!("not enough {bits}-bit primes = 1 mod 2N")))?;
+                .ok_or_else(|| {
+                    Error::InvalidParameters(format!("not enough {bits}-bit primes = 1 mod 2N"))
+                })?;
             used.push(p);
             Ok(p)
         };
-        let q: Vec<u64> = literal.log_q.iter().map(|&b| take(b)).collect::<Result<_>>()?;
-        let p: Vec<u64> = literal.log_p.iter().map(|&b| take(b)).collect::<Result<_>>()?;
+        let q: Vec<u64> = literal
+            .log_q
+            .iter()
+            .map(|&b| take(b))
+            .collect::<Result<_>>()?;
+        let p: Vec<u64> = literal
+            .log_p
+            .iter()
+            .map(|&b| take(b))
+            .collect::<Result<_>>()?;
         let log_qp: f64 = q.iter().chain(&p).map(|&v| (v as f64).log2()).sum();
         if !insecure {
             let bound = security_bound(literal.log_n).unwrap_or(0);
             if log_qp > bound as f64 {
-                return Err(Error::Insecure { log_n: literal.log_n, log_qp, bound });
+                return Err(Error::Insecure {
+                    log_n: literal.log_n,
+                    log_qp,
+                    bound,
+                });
             }
         }
         let alpha = q.len().div_ceil(literal.dnum);
         // Hybrid key switching multiplies the key's error by D_j / P (D_j: a digit's modulus);
         // with P smaller than a digit the noise swamps the message, so such chains are refused.
         let log_p: f64 = p.iter().map(|&v| (v as f64).log2()).sum();
-        let max_digit = q.chunks(alpha).map(|d| d.iter().map(|&v| (v as f64).log2()).sum::<f64>()).fold(0.0, f64::max);
+        let max_digit = q
+            .chunks(alpha)
+            .map(|d| d.iter().map(|&v| (v as f64).log2()).sum::<f64>())
+            .fold(0.0, f64::max);
         if q.len() > 1 && log_p + 1.0 < max_digit {
             return Err(Error::InvalidParameters(format!(
                 "the special primes ({log_p:.0} bits) must be at least as large as a key-switching digit ({max_digit:.0} bits with dnum = {}); add special primes or raise dnum",
@@ -204,26 +257,56 @@ impl Params {
                     .map(|j| {
                         let lo = j * alpha;
                         let hi = ((j + 1) * alpha).min(level + 1);
-                        let to: Vec<Modulus> =
-                            qm[..level + 1].iter().enumerate().filter(|&(i, _)| i < lo || i >= hi).map(|(_, m)| *m).chain(pm.iter().copied()).collect();
+                        let to: Vec<Modulus> = qm[..level + 1]
+                            .iter()
+                            .enumerate()
+                            .filter(|&(i, _)| i < lo || i >= hi)
+                            .map(|(_, m)| *m)
+                            .chain(pm.iter().copied())
+                            .collect();
                         BasisConverter::new(&qm[lo..hi], &to)
                     })
                     .collect()
             })
             .collect();
-        let mod_down = (0..q.len()).map(|level| BasisConverter::new(&pm, &qm[..level + 1])).collect();
+        let mod_down = (0..q.len())
+            .map(|level| BasisConverter::new(&pm, &qm[..level + 1]))
+            .collect();
         let mod_down_rescale = (0..q.len())
             .map(|level| {
                 (level > 0 && !pm.is_empty()).then(|| {
-                    let from: Vec<Modulus> = pm.iter().copied().chain(std::iter::once(qm[level])).collect();
+                    let from: Vec<Modulus> = pm
+                        .iter()
+                        .copied()
+                        .chain(std::iter::once(qm[level]))
+                        .collect();
                     BasisConverter::new(&from, &qm[..level])
                 })
             })
             .collect();
-        let p_mod_q: Vec<u64> = qm.iter().map(|m| p.iter().fold(1u64, |acc, &pv| m.mul(acc, m.reduce(pv)))).collect();
-        let p_inv_mod_q = qm.iter().zip(&p_mod_q).map(|(m, &v)| m.inv(v).unwrap_or(0)).collect();
+        let p_mod_q: Vec<u64> = qm
+            .iter()
+            .map(|m| p.iter().fold(1u64, |acc, &pv| m.mul(acc, m.reduce(pv))))
+            .collect();
+        let p_inv_mod_q = qm
+            .iter()
+            .zip(&p_mod_q)
+            .map(|(m, &v)| m.inv(v).unwrap_or(0))
+            .collect();
         let fingerprint = fingerprint(&literal, &q, &p);
-        Ok(Arc::new(Self { literal, ring, log_qp, fingerprint, alpha, mod_up, mod_down, mod_down_rescale, p_inv_mod_q, p_mod_q, insecure }))
+        Ok(Arc::new(Self {
+            literal,
+            ring,
+            log_qp,
+            fingerprint,
+            alpha,
+            mod_up,
+            mod_down,
+            mod_down_rescale,
+            p_inv_mod_q,
+            p_mod_q,
+            insecure,
+        }))
     }
 
     /// The literal these parameters were built from.
@@ -298,7 +381,10 @@ impl Params {
 
     /// Short hex form of the fingerprint, for messages and manifests.
     pub fn fingerprint_hex(&self) -> String {
-        self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+        self.fingerprint
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Q basis at `level`.
@@ -308,12 +394,16 @@ impl Params {
 
     /// Q_level together with P.
     pub fn basis_qp(&self, level: usize) -> Basis {
-        Basis { q: level + 1, p: self.num_p() }
+        Basis {
+            q: level + 1,
+            p: self.num_p(),
+        }
     }
 
     /// Digits active at `level`: ranges of q-indices.
     pub fn digits(&self, level: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        (0..(level + 1).div_ceil(self.alpha)).map(move |j| j * self.alpha..((j + 1) * self.alpha).min(level + 1))
+        (0..(level + 1).div_ceil(self.alpha))
+            .map(move |j| j * self.alpha..((j + 1) * self.alpha).min(level + 1))
     }
 
     pub(crate) fn mod_up(&self, level: usize, digit: usize) -> &BasisConverter {
@@ -344,7 +434,8 @@ impl Params {
             self.max_slots(),
             self.max_level(),
             self.log_qp,
-            self.security_bound().map_or("none".to_string(), |b| b.to_string()),
+            self.security_bound()
+                .map_or("none".to_string(), |b| b.to_string()),
             self.dnum(),
             self.alpha,
             self.num_p(),
@@ -387,7 +478,10 @@ pub(crate) mod tests {
     fn presets_are_secure_and_match_issue() {
         for name in PRESETS {
             let p = Params::preset(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(p.log_qp() <= p.security_bound().unwrap_or(0) as f64, "{name}");
+            assert!(
+                p.log_qp() <= p.security_bound().unwrap_or(0) as f64,
+                "{name}"
+            );
             assert!(!p.summary().is_empty());
         }
         let b16 = Params::preset("bench16").expect("bench16");
@@ -404,7 +498,11 @@ pub(crate) mod tests {
         lit.log_q.extend([40; 3]);
         lit.dnum = 4;
         match Params::new(lit.clone()) {
-            Err(Error::Insecure { log_n: 15, bound: 881, .. }) => {}
+            Err(Error::Insecure {
+                log_n: 15,
+                bound: 881,
+                ..
+            }) => {}
             other => panic!("expected refusal, got {other:?}"),
         }
         assert!(Params::new_insecure(lit).is_ok());
@@ -413,10 +511,18 @@ pub(crate) mod tests {
         assert!(matches!(Params::new(bad), Err(Error::InvalidParameters(_))));
         let mut thin = ParamsLiteral::preset("leveled15").expect("preset");
         thin.log_p = vec![60; 2];
-        assert!(Params::new(thin).expect_err("P below a digit").to_string().contains("special primes"));
+        assert!(
+            Params::new(thin)
+                .expect_err("P below a digit")
+                .to_string()
+                .contains("special primes")
+        );
         let mut small = ParamsLiteral::preset("leveled15").expect("preset");
         small.log_n = 10;
-        assert!(Params::new(small).is_err(), "rings below 2^12 are only for insecure tests");
+        assert!(
+            Params::new(small).is_err(),
+            "rings below 2^12 are only for insecure tests"
+        );
     }
 
     #[test]
@@ -425,6 +531,9 @@ pub(crate) mod tests {
         let b = Params::preset("train15").expect("train15");
         assert_eq!(a.ring().q_values(), b.ring().q_values());
         assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), Params::preset("bench15").expect("bench15").fingerprint());
+        assert_ne!(
+            a.fingerprint(),
+            Params::preset("bench15").expect("bench15").fingerprint()
+        );
     }
 }

@@ -22,12 +22,24 @@ fn operations_at_every_level() {
         t.assert_close(&xa, &a, 20.0, &format!("decrypt at level {level}"));
         let m = t.eval.mul_relin_rescale(&xa, &xb).unwrap();
         t.assert_close(&m, &prod, 18.0, &format!("mul at level {level}"));
-        t.assert_close(&t.eval.rotate(&xa, 1).unwrap(), &rot1, 18.0, &format!("rotate at level {level}"));
+        t.assert_close(
+            &t.eval.rotate(&xa, 1).unwrap(),
+            &rot1,
+            18.0,
+            &format!("rotate at level {level}"),
+        );
         let h = t.eval.rotate_hoisted(&xa, &[1, -3]).unwrap();
         t.assert_close(&h[0], &rot1, 18.0, &format!("hoisted at level {level}"));
         let mut k = xa.clone();
-        t.eval.mul_const_to_scale_assign(&mut k, Complex64::new(0.3, 0.0), 2f64.powi(40)).unwrap();
+        t.eval
+            .mul_const_to_scale_assign(&mut k, Complex64::new(0.3, 0.0), 2f64.powi(40))
+            .unwrap();
         let exp: Vec<_> = a.iter().map(|x| x * 0.3).collect();
-        t.assert_close(&k, &exp, 18.0, &format!("mul_const_to_scale at level {level}"));
+        t.assert_close(
+            &k,
+            &exp,
+            18.0,
+            &format!("mul_const_to_scale at level {level}"),
+        );
     }
 }

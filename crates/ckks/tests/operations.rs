@@ -51,12 +51,29 @@ fn additive_operations() {
     let neg: Vec<_> = a.iter().map(|x| -x).collect();
     t.assert_close(&t.eval.neg(&ca).unwrap(), &neg, 24.0, "neg");
     let pt = t.enc.encode_complex(&b, 2, ca.scale(), 512).unwrap();
-    t.assert_close(&t.eval.add_plain(&ca, &pt).unwrap(), &sum, 24.0, "add_plain");
-    t.assert_close(&t.eval.sub_plain(&ca, &pt).unwrap(), &diff, 24.0, "sub_plain");
+    t.assert_close(
+        &t.eval.add_plain(&ca, &pt).unwrap(),
+        &sum,
+        24.0,
+        "add_plain",
+    );
+    t.assert_close(
+        &t.eval.sub_plain(&ca, &pt).unwrap(),
+        &diff,
+        24.0,
+        "sub_plain",
+    );
     let plus: Vec<_> = a.iter().map(|x| x + 0.75).collect();
-    t.assert_close(&t.eval.add_const(&ca, 0.75).unwrap(), &plus, 24.0, "add_const real");
+    t.assert_close(
+        &t.eval.add_const(&ca, 0.75).unwrap(),
+        &plus,
+        24.0,
+        "add_const real",
+    );
     let mut cc = ca.clone();
-    t.eval.add_const_assign(&mut cc, Complex64::new(0.25, -0.5)).unwrap();
+    t.eval
+        .add_const_assign(&mut cc, Complex64::new(0.25, -0.5))
+        .unwrap();
     let plus_c: Vec<_> = a.iter().map(|x| x + Complex64::new(0.25, -0.5)).collect();
     t.assert_close(&cc, &plus_c, 24.0, "add_const complex");
     // Different levels: the higher operand is dropped.
@@ -88,7 +105,10 @@ fn multiplicative_operations() {
     t.eval.rescale_assign(&mut d2).unwrap();
     t.assert_close(&d2, &prod, 20.0, "relinearize");
     // Plaintext multiply.
-    let pt = t.enc.encode_complex(&b, 3, t.params.ring().q(3).value() as f64, slots).unwrap();
+    let pt = t
+        .enc
+        .encode_complex(&b, 3, t.params.ring().q(3).value() as f64, slots)
+        .unwrap();
     let mut mp = t.eval.mul_plain(&ca, &pt).unwrap();
     t.eval.rescale_assign(&mut mp).unwrap();
     assert!((mp.scale() / ca.scale() - 1.0).abs() < 1e-12);
@@ -110,13 +130,18 @@ fn multiplicative_operations() {
     t.assert_close(&mcc, &kz, 20.0, "mul_const complex");
     // Landing on a requested scale.
     let mut ms = ca.clone();
-    t.eval.mul_const_to_scale_assign(&mut ms, c(0.5), 2f64.powi(38)).unwrap();
+    t.eval
+        .mul_const_to_scale_assign(&mut ms, c(0.5), 2f64.powi(38))
+        .unwrap();
     assert_eq!(ms.scale(), 2f64.powi(38));
     let half: Vec<_> = a.iter().map(|x| x * 0.5).collect();
     t.assert_close(&ms, &half, 20.0, "mul_const_to_scale");
     // Depth 3: a*b*a*b.
     let m2 = t.eval.mul_relin_rescale(&m, &m).unwrap();
-    let m3 = t.eval.mul_relin_rescale(&m2, &t.eval.drop_to_level(&ca, 1).unwrap()).unwrap();
+    let m3 = t
+        .eval
+        .mul_relin_rescale(&m2, &t.eval.drop_to_level(&ca, 1).unwrap())
+        .unwrap();
     let exp: Vec<_> = prod.iter().zip(&a).map(|(p, x)| p * p * x).collect();
     assert_eq!(m3.level(), 0);
     t.assert_close(&m3, &exp, 16.0, "depth 3");
@@ -129,9 +154,18 @@ fn rotations_conjugation_hoisting() {
     let slots = 512;
     let a = values(slots, 7);
     let ca = t.encrypt(&a);
-    let rot = |k: i64| -> Vec<Complex64> { (0..slots).map(|i| a[(i as i64 + k).rem_euclid(slots as i64) as usize]).collect() };
+    let rot = |k: i64| -> Vec<Complex64> {
+        (0..slots)
+            .map(|i| a[(i as i64 + k).rem_euclid(slots as i64) as usize])
+            .collect()
+    };
     for &k in &steps {
-        t.assert_close(&t.eval.rotate(&ca, k).unwrap(), &rot(k), 22.0, &format!("rotate {k}"));
+        t.assert_close(
+            &t.eval.rotate(&ca, k).unwrap(),
+            &rot(k),
+            22.0,
+            &format!("rotate {k}"),
+        );
     }
     let conj: Vec<_> = a.iter().map(|x| x.conj()).collect();
     t.assert_close(&t.eval.conjugate(&ca).unwrap(), &conj, 22.0, "conjugate");
@@ -141,13 +175,22 @@ fn rotations_conjugation_hoisting() {
     }
     // Rotation at a lower level.
     let low = t.eval.drop_to_level(&ca, 0).unwrap();
-    t.assert_close(&t.eval.rotate(&low, 5).unwrap(), &rot(5), 20.0, "rotate at level 0");
+    t.assert_close(
+        &t.eval.rotate(&low, 5).unwrap(),
+        &rot(5),
+        20.0,
+        "rotate at level 0",
+    );
     // Inner sum over blocks of 64 (stride 64, 8 blocks) and replicate.
     let sum = t.eval.inner_sum(&ca, 64, 4).unwrap();
-    let exp: Vec<_> = (0..slots).map(|i| (0..4).map(|k| a[(i + 64 * k) % slots]).sum()).collect();
+    let exp: Vec<_> = (0..slots)
+        .map(|i| (0..4).map(|k| a[(i + 64 * k) % slots]).sum())
+        .collect();
     t.assert_close(&sum, &exp, 20.0, "inner_sum");
     let rep = t.eval.replicate(&ca, 128, 2).unwrap();
-    let exp: Vec<_> = (0..slots).map(|i| a[i] + a[(i + slots - 128) % slots]).collect();
+    let exp: Vec<_> = (0..slots)
+        .map(|i| a[i] + a[(i + slots - 128) % slots])
+        .collect();
     t.assert_close(&rep, &exp, 20.0, "replicate");
 }
 
@@ -160,17 +203,35 @@ fn monomial_and_errors() {
     let m = t.eval.mul_by_monomial(&ca, 512).unwrap();
     let exp: Vec<_> = a.iter().map(|x| x * Complex64::new(0.0, 1.0)).collect();
     t.assert_close(&m, &exp, 24.0, "monomial X^(N/2)");
-    assert!(matches!(t.eval.rotate(&ca, 3), Err(Error::MissingKey { .. })));
+    assert!(matches!(
+        t.eval.rotate(&ca, 3),
+        Err(Error::MissingKey { .. })
+    ));
     let low = t.eval.mul_const(&ca, 2.0).unwrap();
     let mut odd = low.clone();
     odd.set_scale(low.scale() * 1.5);
-    assert!(matches!(t.eval.add(&low, &odd), Err(Error::ScaleMismatch { .. })));
+    assert!(matches!(
+        t.eval.add(&low, &odd),
+        Err(Error::ScaleMismatch { .. })
+    ));
     let other = ctx(10, 3, 1, &[]);
-    assert!(matches!(t.eval.add(&ca, &other.encrypt(&a)), Err(Error::ParameterMismatch { .. })));
+    assert!(matches!(
+        t.eval.add(&ca, &other.encrypt(&a)),
+        Err(Error::ParameterMismatch { .. })
+    ));
     let d0 = t.eval.drop_to_level(&ca, 0).unwrap();
-    assert!(matches!(t.eval.rescale(&d0), Err(Error::InvalidLevel { .. })));
+    assert!(matches!(
+        t.eval.rescale(&d0),
+        Err(Error::InvalidLevel { .. })
+    ));
     let no_keys = Evaluator::new(t.params.clone(), EvaluationKeys::default());
-    assert!(matches!(no_keys.mul_relin(&ca, &ca), Err(Error::MissingKey { .. })));
-    assert!(matches!(t.enc.encode(&vec![0.0; 513], 0, 1e9, 512), Err(Error::TooManyValues { .. })));
+    assert!(matches!(
+        no_keys.mul_relin(&ca, &ca),
+        Err(Error::MissingKey { .. })
+    ));
+    assert!(matches!(
+        t.enc.encode(&vec![0.0; 513], 0, 1e9, 512),
+        Err(Error::TooManyValues { .. })
+    ));
     assert!(t.enc.encode(&[f64::NAN], 0, 1e9, 512).is_err());
 }

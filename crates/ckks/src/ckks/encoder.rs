@@ -43,11 +43,20 @@ pub struct PrecisionStats {
 
 /// Compares decoded values with the expected ones.
 pub fn precision_stats(expected: &[Complex64], got: &[Complex64]) -> PrecisionStats {
-    let errs: Vec<f64> = expected.iter().zip(got).map(|(a, b)| (a - b).norm()).collect();
+    let errs: Vec<f64> = expected
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (a - b).norm())
+        .collect();
     let max_error = errs.iter().copied().fold(0.0, f64::max);
     let mean_error = errs.iter().sum::<f64>() / errs.len().max(1) as f64;
     let bits = |e: f64| if e == 0.0 { 64.0 } else { -e.log2() };
-    PrecisionStats { mean_bits: bits(mean_error), min_bits: bits(max_error), max_error, mean_error }
+    PrecisionStats {
+        mean_bits: bits(mean_error),
+        min_bits: bits(max_error),
+        max_error,
+        mean_error,
+    }
 }
 
 impl Encoder {
@@ -61,8 +70,14 @@ impl Encoder {
             rot_group.push(g);
             g = g * 5 % m;
         }
-        let roots = (0..=m).map(|k| Complex64::from_polar(1.0, 2.0 * PI * k as f64 / m as f64)).collect();
-        Self { params, rot_group, roots }
+        let roots = (0..=m)
+            .map(|k| Complex64::from_polar(1.0, 2.0 * PI * k as f64 / m as f64))
+            .collect();
+        Self {
+            params,
+            rot_group,
+            roots,
+        }
     }
 
     /// The parameters.
@@ -72,25 +87,54 @@ impl Encoder {
 
     fn check_slots(&self, slots: usize, op: &'static str) -> Result<()> {
         if !slots.is_power_of_two() || slots > self.params.max_slots() {
-            return Err(Error::InvalidArgument { op, msg: format!("slot count {slots} must be a power of two up to N/2 = {}", self.params.max_slots()) });
+            return Err(Error::InvalidArgument {
+                op,
+                msg: format!(
+                    "slot count {slots} must be a power of two up to N/2 = {}",
+                    self.params.max_slots()
+                ),
+            });
         }
         Ok(())
     }
 
     /// Encodes complex values into `slots` slots (zero-padded) at `level` and `scale`.
-    pub fn encode_complex(&self, values: &[Complex64], level: usize, scale: f64, slots: usize) -> Result<Plaintext> {
+    pub fn encode_complex(
+        &self,
+        values: &[Complex64],
+        level: usize,
+        scale: f64,
+        slots: usize,
+    ) -> Result<Plaintext> {
         self.check_slots(slots, "encode")?;
         if values.len() > slots {
-            return Err(Error::TooManyValues { op: "encode", got: values.len(), slots });
+            return Err(Error::TooManyValues {
+                op: "encode",
+                got: values.len(),
+                slots,
+            });
         }
         if level > self.params.max_level() {
-            return Err(Error::InvalidLevel { op: "encode", level, max: self.params.max_level() });
+            return Err(Error::InvalidLevel {
+                op: "encode",
+                level,
+                max: self.params.max_level(),
+            });
         }
         if !(scale.is_finite() && scale > 0.0) {
-            return Err(Error::InvalidArgument { op: "encode", msg: format!("scale {scale} must be positive and finite") });
+            return Err(Error::InvalidArgument {
+                op: "encode",
+                msg: format!("scale {scale} must be positive and finite"),
+            });
         }
-        if let Some(v) = values.iter().find(|v| !(v.re.is_finite() && v.im.is_finite())) {
-            return Err(Error::InvalidArgument { op: "encode", msg: format!("value {v} is not finite") });
+        if let Some(v) = values
+            .iter()
+            .find(|v| !(v.re.is_finite() && v.im.is_finite()))
+        {
+            return Err(Error::InvalidArgument {
+                op: "encode",
+                msg: format!("value {v} is not finite"),
+            });
         }
         let mut vals = vec![Complex64::new(0.0, 0.0); slots];
         vals[..values.len()].copy_from_slice(values);
@@ -111,11 +155,23 @@ impl Encoder {
                 *x = if c == 0.0 { 0 } else { m.reduce_f64(c) };
             }
         });
-        Ok(Plaintext { params: self.params.clone(), poly: poly.into_ntt(ring), level, scale, slots })
+        Ok(Plaintext {
+            params: self.params.clone(),
+            poly: poly.into_ntt(ring),
+            level,
+            scale,
+            slots,
+        })
     }
 
     /// Encodes real values.
-    pub fn encode(&self, values: &[f64], level: usize, scale: f64, slots: usize) -> Result<Plaintext> {
+    pub fn encode(
+        &self,
+        values: &[f64],
+        level: usize,
+        scale: f64,
+        slots: usize,
+    ) -> Result<Plaintext> {
         let v: Vec<Complex64> = values.iter().map(|&x| Complex64::new(x, 0.0)).collect();
         self.encode_complex(&v, level, scale, slots)
     }
@@ -128,7 +184,10 @@ impl Encoder {
         let n = ring.n();
         let gap = n / (2 * slots);
         let coeff = pt.poly.to_coeff(ring);
-        let positions: Vec<usize> = (0..slots).map(|i| i * gap).chain((0..slots).map(|i| n / 2 + i * gap)).collect();
+        let positions: Vec<usize> = (0..slots)
+            .map(|i| i * gap)
+            .chain((0..slots).map(|i| n / 2 + i * gap))
+            .collect();
         let level = pt.level;
         let lift = CenteredLift::new(&self.params, level);
         let lifted: Vec<f64> = positions
@@ -138,7 +197,9 @@ impl Encoder {
                 lift.lift(&self.params, &residues)
             })
             .collect();
-        let mut vals: Vec<Complex64> = (0..slots).map(|i| Complex64::new(lifted[i] / pt.scale, lifted[slots + i] / pt.scale)).collect();
+        let mut vals: Vec<Complex64> = (0..slots)
+            .map(|i| Complex64::new(lifted[i] / pt.scale, lifted[slots + i] / pt.scale))
+            .collect();
         self.fft_special(&mut vals);
         Ok(vals)
     }
@@ -227,7 +288,13 @@ pub(crate) struct CenteredLift {
 impl CenteredLift {
     pub(crate) fn new(params: &Params, level: usize) -> Self {
         let ring = params.ring();
-        let q_mod: Vec<Vec<u64>> = (0..=level).map(|i| (0..i).map(|k| ring.q(i).reduce(ring.q(k).value())).collect()).collect();
+        let q_mod: Vec<Vec<u64>> = (0..=level)
+            .map(|i| {
+                (0..i)
+                    .map(|k| ring.q(i).reduce(ring.q(k).value()))
+                    .collect()
+            })
+            .collect();
         let radix_inv = (0..=level)
             .map(|i| {
                 let m = ring.q(i);
@@ -235,7 +302,11 @@ impl CenteredLift {
                 m.inv(radix).unwrap_or(0)
             })
             .collect();
-        Self { q_mod, radix_inv, q: (0..=level).map(|i| ring.q(i).value() as f64).collect() }
+        Self {
+            q_mod,
+            radix_inv,
+            q: (0..=level).map(|i| ring.q(i).value() as f64).collect(),
+        }
     }
 
     /// The centered value of the residues (one per prime q_0..q_level) as f64.
@@ -252,6 +323,10 @@ impl CenteredLift {
             }
             digits.push(m.center(m.mul(m.sub(r, acc), self.radix_inv[i])));
         }
-        digits.iter().zip(&self.q).rev().fold(0f64, |x, (&a, &q)| x * q + a as f64)
+        digits
+            .iter()
+            .zip(&self.q)
+            .rev()
+            .fold(0f64, |x, (&a, &q)| x * q + a as f64)
     }
 }

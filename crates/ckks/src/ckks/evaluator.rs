@@ -64,7 +64,11 @@ fn scales_match(a: f64, b: f64) -> bool {
 impl Evaluator {
     /// An evaluator with the given public keys (possibly none).
     pub fn new(params: Arc<Params>, keys: impl Into<Arc<EvaluationKeys>>) -> Self {
-        Self { params, keys: keys.into(), counters: Counters::default() }
+        Self {
+            params,
+            keys: keys.into(),
+            counters: Counters::default(),
+        }
     }
 
     /// The parameters.
@@ -92,7 +96,12 @@ impl Evaluator {
 
     /// Resets the counters.
     pub fn reset_op_counts(&self) {
-        for c in [&self.counters.relin, &self.counters.rot, &self.counters.decomp, &self.counters.rescale] {
+        for c in [
+            &self.counters.relin,
+            &self.counters.rot,
+            &self.counters.decomp,
+            &self.counters.rescale,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -114,7 +123,11 @@ impl Evaluator {
     pub fn drop_to_level_assign(&self, ct: &mut Ciphertext, level: usize) -> Result<()> {
         self.check(ct, "drop_level")?;
         if level > ct.level {
-            return Err(Error::InvalidLevel { op: "drop_level", level, max: ct.level });
+            return Err(Error::InvalidLevel {
+                op: "drop_level",
+                level,
+                max: ct.level,
+            });
         }
         let basis = self.params.basis_q(level);
         for p in ct.polys_mut() {
@@ -128,18 +141,32 @@ impl Evaluator {
     pub fn drop_to_level(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
         self.check(ct, "drop_level")?;
         if level > ct.level {
-            return Err(Error::InvalidLevel { op: "drop_level", level, max: ct.level });
+            return Err(Error::InvalidLevel {
+                op: "drop_level",
+                level,
+                max: ct.level,
+            });
         }
         let basis = self.params.basis_q(level);
         let polys = ct.polys().iter().map(|p| p.truncated(basis)).collect();
-        Ok(Ciphertext::new(self.params.clone(), polys, level, ct.scale, ct.slots))
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            polys,
+            level,
+            ct.scale,
+            ct.slots,
+        ))
     }
 
     /// Divides by the last prime q_level with rounding: level - 1, scale / q_level.
     pub fn rescale_assign(&self, ct: &mut Ciphertext) -> Result<()> {
         self.check(ct, "rescale")?;
         if ct.level == 0 {
-            return Err(Error::InvalidLevel { op: "rescale", level: 0, max: 0 });
+            return Err(Error::InvalidLevel {
+                op: "rescale",
+                level: 0,
+                max: 0,
+            });
         }
         let q_last = self.params.ring().q(ct.level).value() as f64;
         for p in ct.polys_mut() {
@@ -160,29 +187,55 @@ impl Evaluator {
 
     // ----- additive operations -----
 
-    fn align_levels(&self, a: &mut Ciphertext, b: &Ciphertext, op: &'static str) -> Result<Option<Ciphertext>> {
+    fn align_levels(
+        &self,
+        a: &mut Ciphertext,
+        b: &Ciphertext,
+        op: &'static str,
+    ) -> Result<Option<Ciphertext>> {
         self.check(a, op)?;
         self.check(b, op)?;
         if !scales_match(a.scale, b.scale) {
-            return Err(Error::ScaleMismatch { op, a: a.scale.log2(), b: b.scale.log2() });
+            return Err(Error::ScaleMismatch {
+                op,
+                a: a.scale.log2(),
+                b: b.scale.log2(),
+            });
         }
         if a.slots != b.slots {
-            return Err(Error::InvalidArgument { op, msg: format!("slot counts differ ({} vs {})", a.slots, b.slots) });
+            return Err(Error::InvalidArgument {
+                op,
+                msg: format!("slot counts differ ({} vs {})", a.slots, b.slots),
+            });
         }
         if a.level > b.level {
             self.drop_to_level_assign(a, b.level)?;
         }
-        Ok(if b.level > a.level { Some(self.drop_to_level(b, a.level)?) } else { None })
+        Ok(if b.level > a.level {
+            Some(self.drop_to_level(b, a.level)?)
+        } else {
+            None
+        })
     }
 
-    fn combine_assign(&self, a: &mut Ciphertext, b: &Ciphertext, op: &'static str, subtract: bool) -> Result<()> {
+    fn combine_assign(
+        &self,
+        a: &mut Ciphertext,
+        b: &Ciphertext,
+        op: &'static str,
+        subtract: bool,
+    ) -> Result<()> {
         let dropped = self.align_levels(a, b, op)?;
         let b = dropped.as_ref().unwrap_or(b);
         let ring = self.params.ring();
         let polys = a.polys_mut();
         for (i, q) in b.polys().iter().enumerate() {
             if i < polys.len() {
-                if subtract { polys[i].sub_assign(ring, q) } else { polys[i].add_assign(ring, q) }
+                if subtract {
+                    polys[i].sub_assign(ring, q)
+                } else {
+                    polys[i].add_assign(ring, q)
+                }
             } else {
                 let mut q = q.clone();
                 if subtract {
@@ -235,11 +288,20 @@ impl Evaluator {
         Ok(out)
     }
 
-    fn plain_operand<'a>(&self, ct: &Ciphertext, pt: &'a Plaintext, op: &'static str) -> Result<&'a Poly<Ntt>> {
+    fn plain_operand<'a>(
+        &self,
+        ct: &Ciphertext,
+        pt: &'a Plaintext,
+        op: &'static str,
+    ) -> Result<&'a Poly<Ntt>> {
         self.check(ct, op)?;
         self.check_pt(pt, op)?;
         if pt.level < ct.level {
-            return Err(Error::InvalidLevel { op, level: pt.level, max: ct.level });
+            return Err(Error::InvalidLevel {
+                op,
+                level: pt.level,
+                max: ct.level,
+            });
         }
         Ok(&pt.poly)
     }
@@ -247,7 +309,11 @@ impl Evaluator {
     /// ct += pt (same scale).
     pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
         if !scales_match(ct.scale, pt.scale) {
-            return Err(Error::ScaleMismatch { op: "add_plain", a: ct.scale.log2(), b: pt.scale.log2() });
+            return Err(Error::ScaleMismatch {
+                op: "add_plain",
+                a: ct.scale.log2(),
+                b: pt.scale.log2(),
+            });
         }
         let p = self.plain_operand(ct, pt, "add_plain")?;
         let ring = self.params.ring();
@@ -265,7 +331,11 @@ impl Evaluator {
     /// ct -= pt.
     pub fn sub_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
         if !scales_match(ct.scale, pt.scale) {
-            return Err(Error::ScaleMismatch { op: "sub_plain", a: ct.scale.log2(), b: pt.scale.log2() });
+            return Err(Error::ScaleMismatch {
+                op: "sub_plain",
+                a: ct.scale.log2(),
+                b: pt.scale.log2(),
+            });
         }
         let p = self.plain_operand(ct, pt, "sub_plain")?;
         let ring = self.params.ring();
@@ -306,7 +376,9 @@ impl Evaluator {
         if c.im == 0.0 {
             // A real constant is the same value in every NTT slot.
             let scaled = c.re * ct.scale;
-            let residues: Vec<u64> = (0..basis.len()).map(|t| ring.modulus(basis, t).reduce_f64(scaled)).collect();
+            let residues: Vec<u64> = (0..basis.len())
+                .map(|t| ring.modulus(basis, t).reduce_f64(scaled))
+                .collect();
             ct.polys_mut()[0].towers_mut().for_each(|(t, tower)| {
                 let m = ring.modulus(basis, t);
                 for x in tower.iter_mut() {
@@ -330,14 +402,21 @@ impl Evaluator {
     // ----- multiplicative operations -----
 
     /// ct *= round(c * const_scale), scale *= const_scale; no rescale, no level consumed.
-    pub fn mul_const_no_rescale_assign(&self, ct: &mut Ciphertext, c: Complex64, const_scale: f64) -> Result<()> {
+    pub fn mul_const_no_rescale_assign(
+        &self,
+        ct: &mut Ciphertext,
+        c: Complex64,
+        const_scale: f64,
+    ) -> Result<()> {
         self.check(ct, "mul_const")?;
         check_finite(c, "mul_const")?;
         let ring = self.params.ring();
         let basis = self.params.basis_q(ct.level);
         if c.im == 0.0 {
             let scaled = c.re * const_scale;
-            let residues: Vec<u64> = (0..basis.len()).map(|t| ring.modulus(basis, t).reduce_f64(scaled)).collect();
+            let residues: Vec<u64> = (0..basis.len())
+                .map(|t| ring.modulus(basis, t).reduce_f64(scaled))
+                .collect();
             for p in ct.polys_mut() {
                 p.mul_scalar_assign(ring, &residues);
             }
@@ -358,10 +437,19 @@ impl Evaluator {
 
     /// ct * c, consuming one level, landing exactly on `target_scale`: multiplies by
     /// round(c * target * q_level / scale) and rescales by q_level.
-    pub fn mul_const_to_scale_assign(&self, ct: &mut Ciphertext, c: Complex64, target_scale: f64) -> Result<()> {
+    pub fn mul_const_to_scale_assign(
+        &self,
+        ct: &mut Ciphertext,
+        c: Complex64,
+        target_scale: f64,
+    ) -> Result<()> {
         self.check(ct, "mul_const")?;
         if ct.level == 0 {
-            return Err(Error::InvalidLevel { op: "mul_const", level: 0, max: 0 });
+            return Err(Error::InvalidLevel {
+                op: "mul_const",
+                level: 0,
+                max: 0,
+            });
         }
         let q = self.params.ring().q(ct.level).value() as f64;
         let const_scale = target_scale * q / ct.scale;
@@ -407,10 +495,17 @@ impl Evaluator {
         self.check(a, "mul")?;
         self.check(b, "mul")?;
         if a.degree() != 1 || b.degree() != 1 {
-            return Err(Error::Degree { op: "mul", degree: a.degree().max(b.degree()), expected: 1 });
+            return Err(Error::Degree {
+                op: "mul",
+                degree: a.degree().max(b.degree()),
+                expected: 1,
+            });
         }
         if a.slots != b.slots {
-            return Err(Error::InvalidArgument { op: "mul", msg: format!("slot counts differ ({} vs {})", a.slots, b.slots) });
+            return Err(Error::InvalidArgument {
+                op: "mul",
+                msg: format!("slot counts differ ({} vs {})", a.slots, b.slots),
+            });
         }
         let level = a.level.min(b.level);
         let basis = self.params.basis_q(level);
@@ -431,11 +526,18 @@ impl Evaluator {
                 let (x0, x1, y0, y1) = (a0.tower(t), a1.tower(t), b0.tower(t), b1.tower(t));
                 for c in 0..n {
                     o0[c] = m.mul(x0[c], y0[c]);
-                    o1[c] = m.reduce_u128(x0[c] as u128 * y1[c] as u128 + x1[c] as u128 * y0[c] as u128);
+                    o1[c] = m
+                        .reduce_u128(x0[c] as u128 * y1[c] as u128 + x1[c] as u128 * y0[c] as u128);
                     o2[c] = m.mul(x1[c], y1[c]);
                 }
             });
-        Ok(Ciphertext::new(self.params.clone(), vec![d0, d1, d2], level, a.scale * b.scale, a.slots))
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![d0, d1, d2],
+            level,
+            a.scale * b.scale,
+            a.slots,
+        ))
     }
 
     /// ct*ct with relinearisation (no rescale).
@@ -450,7 +552,11 @@ impl Evaluator {
     pub fn mul_relin_rescale(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let d = self.mul_no_relin(a, b)?;
         if d.level == 0 {
-            return Err(Error::InvalidLevel { op: "rescale", level: 0, max: 0 });
+            return Err(Error::InvalidLevel {
+                op: "rescale",
+                level: 0,
+                max: 0,
+            });
         }
         let key = self.relin_key("relinearize")?;
         let level = d.level;
@@ -460,11 +566,20 @@ impl Evaluator {
         let [mut u0, mut u1] = keyswitch::inner_product(&self.params, &dec, key, None);
         keyswitch::add_lifted(&self.params, &mut u0, &polys[0]);
         keyswitch::add_lifted(&self.params, &mut u1, &polys[1]);
-        let (c0, c1) = rayon::join(|| keyswitch::mod_down_rescale(&self.params, u0), || keyswitch::mod_down_rescale(&self.params, u1));
+        let (c0, c1) = rayon::join(
+            || keyswitch::mod_down_rescale(&self.params, u0),
+            || keyswitch::mod_down_rescale(&self.params, u1),
+        );
         self.counters.relin.fetch_add(1, Ordering::Relaxed);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
         self.counters.rescale.fetch_add(1, Ordering::Relaxed);
-        Ok(Ciphertext::new(self.params.clone(), vec![c0, c1], level - 1, d.scale / q_last, d.slots))
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![c0, c1],
+            level - 1,
+            d.scale / q_last,
+            d.slots,
+        ))
     }
 
     /// ct^2 with relinearisation (no rescale).
@@ -473,7 +588,14 @@ impl Evaluator {
     }
 
     fn relin_key(&self, op: &'static str) -> Result<&SwitchingKey> {
-        self.keys.relin.as_ref().map(|k| &k.0).ok_or_else(|| Error::MissingKey { op, what: "relinearization key".into() })
+        self.keys
+            .relin
+            .as_ref()
+            .map(|k| &k.0)
+            .ok_or_else(|| Error::MissingKey {
+                op,
+                what: "relinearization key".into(),
+            })
     }
 
     /// Degree 2 -> degree 1 by switching c_2 from s^2 to s.
@@ -482,13 +604,23 @@ impl Evaluator {
         match ct.degree() {
             1 => return Ok(()),
             2 => {}
-            d => return Err(Error::Degree { op: "relinearize", degree: d, expected: 2 }),
+            d => {
+                return Err(Error::Degree {
+                    op: "relinearize",
+                    degree: d,
+                    expected: 2,
+                });
+            }
         }
         let key = self.relin_key("relinearize")?;
         let ring = self.params.ring();
         let level = ct.level;
         let polys = ct.polys_mut();
-        let c2 = polys.pop().ok_or(Error::Degree { op: "relinearize", degree: 0, expected: 2 })?;
+        let c2 = polys.pop().ok_or(Error::Degree {
+            op: "relinearize",
+            degree: 0,
+            expected: 2,
+        })?;
         let [u0, u1] = keyswitch::key_switch(&self.params, level, &c2, key);
         polys[0].add_assign(ring, &u0);
         polys[1].add_assign(ring, &u1);
@@ -499,15 +631,27 @@ impl Evaluator {
 
     // ----- automorphisms -----
 
-    fn galois_key(&self, g: u64, op: &'static str, what: impl FnOnce() -> String) -> Result<&SwitchingKey> {
-        self.keys.galois_key(g).map(|k| &k.key).ok_or_else(|| Error::MissingKey { op, what: what() })
+    fn galois_key(
+        &self,
+        g: u64,
+        op: &'static str,
+        what: impl FnOnce() -> String,
+    ) -> Result<&SwitchingKey> {
+        self.keys
+            .galois_key(g)
+            .map(|k| &k.key)
+            .ok_or_else(|| Error::MissingKey { op, what: what() })
     }
 
     /// Applies X -> X^g and switches back to s.
     pub fn apply_galois(&self, ct: &Ciphertext, g: u64) -> Result<Ciphertext> {
         self.check(ct, "rotate")?;
         if ct.degree() != 1 {
-            return Err(Error::Degree { op: "rotate", degree: ct.degree(), expected: 1 });
+            return Err(Error::Degree {
+                op: "rotate",
+                degree: ct.degree(),
+                expected: 1,
+            });
         }
         if g == 1 {
             return Ok(ct.clone());
@@ -520,7 +664,13 @@ impl Evaluator {
         c0.add_assign(ring, &u0);
         self.counters.rot.fetch_add(1, Ordering::Relaxed);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        Ok(Ciphertext::new(self.params.clone(), vec![c0, u1], ct.level, ct.scale, ct.slots))
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![c0, u1],
+            ct.level,
+            ct.scale,
+            ct.slots,
+        ))
     }
 
     /// Galois element of a rotation by `steps` within `slots` slots.
@@ -540,7 +690,10 @@ impl Evaluator {
     }
 
     fn check_rotation_key(&self, g: u64, steps: i64) -> Result<()> {
-        self.galois_key(g, "rotate", || format!("rotation key for step {steps} (Galois element {g})")).map(|_| ())
+        self.galois_key(g, "rotate", || {
+            format!("rotation key for step {steps} (Galois element {g})")
+        })
+        .map(|_| ())
     }
 
     /// Complex conjugation of every slot.
@@ -554,30 +707,54 @@ impl Evaluator {
     pub fn decompose(&self, ct: &Ciphertext) -> Result<Decomposition> {
         self.check(ct, "decompose")?;
         if ct.degree() != 1 {
-            return Err(Error::Degree { op: "decompose", degree: ct.degree(), expected: 1 });
+            return Err(Error::Degree {
+                op: "decompose",
+                degree: ct.degree(),
+                expected: 1,
+            });
         }
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
         Ok(keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]))
     }
 
     /// Rotation reusing a decomposition of the same ciphertext's c_1 (hoisting).
-    pub fn rotate_hoisted_with(&self, ct: &Ciphertext, dec: &Decomposition, steps: i64) -> Result<Ciphertext> {
+    pub fn rotate_hoisted_with(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposition,
+        steps: i64,
+    ) -> Result<Ciphertext> {
         let g = self.rotation_element(steps, ct.slots);
         if g == 1 {
             return Ok(ct.clone());
         }
-        let key = self.galois_key(g, "rotate", || format!("rotation key for step {steps} (Galois element {g})"))?;
+        let key = self.galois_key(g, "rotate", || {
+            format!("rotation key for step {steps} (Galois element {g})")
+        })?;
         if dec.level != ct.level {
-            return Err(Error::InvalidLevel { op: "rotate_hoisted", level: dec.level, max: ct.level });
+            return Err(Error::InvalidLevel {
+                op: "rotate_hoisted",
+                level: dec.level,
+                max: ct.level,
+            });
         }
         let ring = self.params.ring();
         let perm = ring.galois_permutation(g);
         let [a, b] = keyswitch::inner_product(&self.params, dec, key, Some(&perm));
-        let (u0, u1) = rayon::join(|| keyswitch::mod_down(&self.params, a), || keyswitch::mod_down(&self.params, b));
+        let (u0, u1) = rayon::join(
+            || keyswitch::mod_down(&self.params, a),
+            || keyswitch::mod_down(&self.params, b),
+        );
         let mut c0 = ct.polys()[0].automorphism(ring, g);
         c0.add_assign(ring, &u0);
         self.counters.rot.fetch_add(1, Ordering::Relaxed);
-        Ok(Ciphertext::new(self.params.clone(), vec![c0, u1], ct.level, ct.scale, ct.slots))
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![c0, u1],
+            ct.level,
+            ct.scale,
+            ct.slots,
+        ))
     }
 
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
@@ -589,14 +766,20 @@ impl Evaluator {
             }
         }
         let dec = self.decompose(ct)?;
-        steps.iter().map(|&s| self.rotate_hoisted_with(ct, &dec, s)).collect()
+        steps
+            .iter()
+            .map(|&s| self.rotate_hoisted_with(ct, &dec, s))
+            .collect()
     }
 
     /// Sum over `count` (a power of two) blocks: slot i gets sum_{k<count} slot(i + k*stride).
     /// log2(count) rotations by stride, 2*stride, ...
     pub fn inner_sum(&self, ct: &Ciphertext, stride: i64, count: usize) -> Result<Ciphertext> {
         if !count.is_power_of_two() {
-            return Err(Error::InvalidArgument { op: "inner_sum", msg: format!("count {count} is not a power of two") });
+            return Err(Error::InvalidArgument {
+                op: "inner_sum",
+                msg: format!("count {count} is not a power of two"),
+            });
         }
         let mut acc = ct.clone();
         let mut step = stride;
@@ -636,8 +819,13 @@ impl Evaluator {
         let n = ring.n() as i64;
         let e = k.rem_euclid(2 * n);
         let mut coeffs = vec![0i64; n as usize];
-        if e < n { coeffs[e as usize] = 1 } else { coeffs[(e - n) as usize] = -1 }
-        let mono = Poly::<Coeff>::from_signed(ring, self.params.basis_q(ct.level), &coeffs).into_ntt(ring);
+        if e < n {
+            coeffs[e as usize] = 1
+        } else {
+            coeffs[(e - n) as usize] = -1
+        }
+        let mono =
+            Poly::<Coeff>::from_signed(ring, self.params.basis_q(ct.level), &coeffs).into_ntt(ring);
         let mut out = ct.clone();
         for p in out.polys_mut() {
             p.mul_assign(ring, &mono);
@@ -650,7 +838,10 @@ fn check_finite(c: Complex64, op: &'static str) -> Result<()> {
     if c.re.is_finite() && c.im.is_finite() {
         Ok(())
     } else {
-        Err(Error::InvalidArgument { op, msg: format!("constant {c} is not finite") })
+        Err(Error::InvalidArgument {
+            op,
+            msg: format!("constant {c} is not finite"),
+        })
     }
 }
 
@@ -681,7 +872,15 @@ pub(crate) fn rescale_poly(params: &Params, p: &mut Poly<Ntt>) {
                 })
                 .collect()
         } else {
-            last.iter().map(|&x| if x > half { m.sub(m.reduce(x), ql_mod) } else { m.reduce(x) }).collect()
+            last.iter()
+                .map(|&x| {
+                    if x > half {
+                        m.sub(m.reduce(x), ql_mod)
+                    } else {
+                        m.reduce(x)
+                    }
+                })
+                .collect()
         };
         ring.ntt(new_basis, i).forward(&mut r);
         let inv = m.inv(ql_mod).unwrap_or(0);

@@ -53,7 +53,10 @@ impl BasisConverter {
             .collect();
         let a_mod_b = to
             .iter()
-            .map(|bj| from.iter().fold(1u64, |acc, ak| bj.mul(acc, bj.reduce(ak.value()))))
+            .map(|bj| {
+                from.iter()
+                    .fold(1u64, |acc, ak| bj.mul(acc, bj.reduce(ak.value())))
+            })
             .collect();
         Self {
             from: from.to_vec(),
@@ -90,7 +93,10 @@ impl BasisConverter {
 
     fn convert_impl(&self, input: &[&[u64]], output: &mut [&mut [u64]], exact: bool) {
         let prepared = self.prepare(input, exact);
-        output.par_iter_mut().enumerate().for_each(|(j, out)| prepared.write(j, out));
+        output
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(j, out)| prepared.write(j, out));
     }
 
     /// The per-input work of a conversion, shared by every output prime; then
@@ -110,23 +116,30 @@ impl BasisConverter {
             .collect();
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
         let mut v = vec![0u8; if exact { n } else { 0 }];
-        v.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(p, chunk)| {
-            for (b, out) in chunk.chunks_mut(BLOCK).enumerate() {
-                let start = p * PAR_CHUNK + b * BLOCK;
-                let mut s = [0f64; BLOCK];
-                for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
-                    for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
-                        // Residues are below 2^62: the signed conversion is one instruction,
-                        // the unsigned one a branchy sequence on baseline x86-64.
-                        *acc += x as i64 as f64 * inv;
+        v.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(p, chunk)| {
+                for (b, out) in chunk.chunks_mut(BLOCK).enumerate() {
+                    let start = p * PAR_CHUNK + b * BLOCK;
+                    let mut s = [0f64; BLOCK];
+                    for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
+                        for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
+                            // Residues are below 2^62: the signed conversion is one instruction,
+                            // the unsigned one a branchy sequence on baseline x86-64.
+                            *acc += x as i64 as f64 * inv;
+                        }
+                    }
+                    for (o, acc) in out.iter_mut().zip(s) {
+                        *o = acc.round() as u8;
                     }
                 }
-                for (o, acc) in out.iter_mut().zip(s) {
-                    *o = acc.round() as u8;
-                }
-            }
-        });
-        PreparedConversion { conv: self, y, v, exact }
+            });
+        PreparedConversion {
+            conv: self,
+            y,
+            v,
+            exact,
+        }
     }
 }
 
@@ -160,7 +173,9 @@ impl PreparedConversion<'_> {
     fn correction(&self, j: usize) -> Vec<u64> {
         let conv = self.conv;
         let m = &conv.to[j];
-        (0..=conv.from.len() as u64).map(|c| m.mul(m.reduce(c), conv.a_mod_b[j])).collect()
+        (0..=conv.from.len() as u64)
+            .map(|c| m.mul(m.reduce(c), conv.a_mod_b[j]))
+            .collect()
     }
 
     fn write_k<const K: usize>(&self, j: usize, out: &mut [u64]) {
@@ -177,7 +192,11 @@ impl PreparedConversion<'_> {
                 acc += ys[i][c] as u128 * w[i] as u128;
             }
             let r = m.reduce_u128(acc);
-            *o = if self.exact { m.sub(r, correction[usize::from(self.v[c])]) } else { r };
+            *o = if self.exact {
+                m.sub(r, correction[usize::from(self.v[c])])
+            } else {
+                r
+            };
         }
     }
 
@@ -186,7 +205,8 @@ impl PreparedConversion<'_> {
         let k = conv.from.len();
         let m = &conv.to[j];
         let w = &conv.a_hat_mod_b[j];
-        let correction = self.correction(j);        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+        let correction = self.correction(j);
+        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
             let start = b * BLOCK;
             let len = out.len();
             let mut acc = [0u128; BLOCK];
@@ -233,12 +253,32 @@ mod tests {
 
     #[test]
     fn converts_centered_values_exactly() {
-        let a: Vec<Modulus> = generate_primes(50, 64, 3, &[]).unwrap_or_default().into_iter().map(Modulus::new).collect();
-        let b: Vec<Modulus> = generate_primes(40, 64, 2, &[]).unwrap_or_default().into_iter().map(Modulus::new).collect();
+        let a: Vec<Modulus> = generate_primes(50, 64, 3, &[])
+            .unwrap_or_default()
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
+        let b: Vec<Modulus> = generate_primes(40, 64, 2, &[])
+            .unwrap_or_default()
+            .into_iter()
+            .map(Modulus::new)
+            .collect();
         let conv = BasisConverter::new(&a, &b);
         // Values near zero, positive and negative, up to 2^100 in magnitude: well inside (-A/2, A/2].
-        let values: Vec<i128> = vec![0, 1, -1, 12345, -987_654_321, 1 << 100, -(1 << 100) + 17, (1 << 90) + 5];
-        let input: Vec<Vec<u64>> = a.iter().map(|m| values.iter().map(|&x| m.reduce_i128(x)).collect()).collect();
+        let values: Vec<i128> = vec![
+            0,
+            1,
+            -1,
+            12345,
+            -987_654_321,
+            1 << 100,
+            -(1 << 100) + 17,
+            (1 << 90) + 5,
+        ];
+        let input: Vec<Vec<u64>> = a
+            .iter()
+            .map(|m| values.iter().map(|&x| m.reduce_i128(x)).collect())
+            .collect();
         let mut output = vec![vec![0u64; values.len()]; b.len()];
         {
             let ins: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();

@@ -100,7 +100,10 @@ impl RingContext {
             moduli.push(m);
             ntt.push(NttOperator::new(n, m, backend).ok_or(RingError::Modulus(v))?);
         }
-        let exponents = ntt.first().map(|op| op.evaluation_exponents()).unwrap_or_default();
+        let exponents = ntt
+            .first()
+            .map(|op| op.evaluation_exponents())
+            .unwrap_or_default();
         // Every prime must order its evaluations the same way, so one permutation serves
         // all towers. The tfhe-ntt plans and the scalar reference both do (bit-reversed).
         for op in ntt.iter().skip(1) {
@@ -112,7 +115,12 @@ impl RingContext {
         for (slot, &e) in exponents.iter().enumerate() {
             slot_of_exponent[e as usize] = slot as u32;
         }
-        if slot_of_exponent.iter().skip(1).step_by(2).any(|&s| s == u32::MAX) {
+        if slot_of_exponent
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .any(|&s| s == u32::MAX)
+        {
             return Err(RingError::Ordering);
         }
         Ok(Self {
@@ -143,18 +151,28 @@ impl RingContext {
 
     /// The ciphertext primes.
     pub fn q_values(&self) -> Vec<u64> {
-        self.moduli[..self.num_q].iter().map(|m| m.value()).collect()
+        self.moduli[..self.num_q]
+            .iter()
+            .map(|m| m.value())
+            .collect()
     }
 
     /// The special primes.
     pub fn p_values(&self) -> Vec<u64> {
-        self.moduli[self.num_q..].iter().map(|m| m.value()).collect()
+        self.moduli[self.num_q..]
+            .iter()
+            .map(|m| m.value())
+            .collect()
     }
 
     /// Index into the full modulus list of tower `t` of `basis`.
     #[inline]
     pub fn modulus_index(&self, basis: Basis, t: usize) -> usize {
-        if t < basis.q { t } else { self.num_q + (t - basis.q) }
+        if t < basis.q {
+            t
+        } else {
+            self.num_q + (t - basis.q)
+        }
     }
 
     /// Modulus of tower `t` of `basis`.
@@ -183,12 +201,18 @@ impl RingContext {
 
     /// The full basis Q_L (all ciphertext primes).
     pub fn q_basis(&self) -> Basis {
-        Basis { q: self.num_q, p: 0 }
+        Basis {
+            q: self.num_q,
+            p: 0,
+        }
     }
 
     /// Q_L together with all special primes.
     pub fn qp_basis(&self) -> Basis {
-        Basis { q: self.num_q, p: self.num_p() }
+        Basis {
+            q: self.num_q,
+            p: self.num_p(),
+        }
     }
 
     /// Galois element for a left rotation of the slots by `steps` (5^steps mod 2N);
@@ -253,10 +277,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_moduli() {
-        assert_eq!(RingContext::new(24, &[97], &[], NttBackend::Fast).err(), Some(RingError::Degree(24)));
-        assert!(matches!(RingContext::new(32, &[101], &[], NttBackend::Fast), Err(RingError::Modulus(101))));
+        assert_eq!(
+            RingContext::new(24, &[97], &[], NttBackend::Fast).err(),
+            Some(RingError::Degree(24))
+        );
+        assert!(matches!(
+            RingContext::new(32, &[101], &[], NttBackend::Fast),
+            Err(RingError::Modulus(101))
+        ));
         let q = generate_primes(40, 64, 1, &[]).unwrap_or_default();
-        assert!(matches!(RingContext::new(32, &[q[0], q[0]], &[], NttBackend::Fast), Err(RingError::Duplicate(_))));
+        assert!(matches!(
+            RingContext::new(32, &[q[0], q[0]], &[], NttBackend::Fast),
+            Err(RingError::Duplicate(_))
+        ));
     }
 
     #[test]
@@ -267,7 +300,12 @@ mod tests {
             let n = ring.n();
             // a(X) = sum a_i X^i; sigma_g(a)(X) = a(X^g), computed on coefficients.
             let coeffs: Vec<i64> = (0..n as i64).map(|i| i * 3 - 7).collect();
-            for g in [5u64, 25, 2 * n as u64 - 1, ring.galois_element_for_rotation(-3)] {
+            for g in [
+                5u64,
+                25,
+                2 * n as u64 - 1,
+                ring.galois_element_for_rotation(-3),
+            ] {
                 let mut expected = vec![0i64; n];
                 for (i, &c) in coeffs.iter().enumerate() {
                     let e = (i as u64 * g) % (2 * n as u64);

@@ -228,7 +228,10 @@ mod tests {
                 let mut sorted = e.clone();
                 sorted.sort_unstable();
                 let odd: Vec<u32> = (0..n as u32).map(|k| 2 * k + 1).collect();
-                assert_eq!(sorted, odd, "exponents are a permutation of the odd residues");
+                assert_eq!(
+                    sorted, odd,
+                    "exponents are a permutation of the odd residues"
+                );
             }
         }
     }

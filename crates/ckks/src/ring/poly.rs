@@ -35,7 +35,13 @@ pub struct Poly<R: Representation> {
 
 impl<R: Representation> std::fmt::Debug for Poly<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Poly(ntt={}, basis={:?}, n={})", R::IS_NTT, self.basis, self.n)
+        write!(
+            f,
+            "Poly(ntt={}, basis={:?}, n={})",
+            R::IS_NTT,
+            self.basis,
+            self.n
+        )
     }
 }
 
@@ -54,7 +60,12 @@ impl<R: Representation> Poly<R> {
     /// Wraps raw tower-major residues; callers guarantee reduction.
     pub(crate) fn from_data(n: usize, basis: Basis, data: Vec<u64>) -> Self {
         debug_assert_eq!(data.len(), n * basis.len());
-        Self { data, basis, n, _repr: PhantomData }
+        Self {
+            data,
+            basis,
+            n,
+            _repr: PhantomData,
+        }
     }
 
     /// The towers this polynomial has.
@@ -89,7 +100,9 @@ impl<R: Representation> Poly<R> {
     }
 
     /// Parallel iterator over (tower index, tower residues).
-    pub(crate) fn towers_mut(&mut self) -> impl IndexedParallelIterator<Item = (usize, &mut [u64])> {
+    pub(crate) fn towers_mut(
+        &mut self,
+    ) -> impl IndexedParallelIterator<Item = (usize, &mut [u64])> {
         self.data.par_chunks_mut(self.n).enumerate()
     }
 
@@ -166,7 +179,11 @@ impl<R: Representation> Poly<R> {
     /// The tower of `other` that has the same prime as tower `t` of `basis`.
     #[inline]
     fn tower_in(&self, basis: Basis, t: usize) -> &[u64] {
-        let idx = if t < basis.q { t } else { self.basis.q + (t - basis.q) };
+        let idx = if t < basis.q {
+            t
+        } else {
+            self.basis.q + (t - basis.q)
+        };
         self.tower(idx)
     }
 }
@@ -187,7 +204,8 @@ impl Poly<Coeff> {
     /// Forward NTT of every tower.
     pub fn into_ntt(mut self, ring: &RingContext) -> Poly<Ntt> {
         let basis = self.basis;
-        self.towers_mut().for_each(|(t, a)| ring.ntt(basis, t).forward(a));
+        self.towers_mut()
+            .for_each(|(t, a)| ring.ntt(basis, t).forward(a));
         Poly::from_data(self.n, basis, self.data)
     }
 
@@ -201,7 +219,8 @@ impl Poly<Ntt> {
     /// Inverse NTT of every tower.
     pub fn into_coeff(mut self, ring: &RingContext) -> Poly<Coeff> {
         let basis = self.basis;
-        self.towers_mut().for_each(|(t, a)| ring.ntt(basis, t).backward(a));
+        self.towers_mut()
+            .for_each(|(t, a)| ring.ntt(basis, t).backward(a));
         Poly::from_data(self.n, basis, self.data)
     }
 

@@ -53,8 +53,21 @@ pub struct Ciphertext {
 }
 
 impl Ciphertext {
-    pub(crate) fn new(params: Arc<Params>, polys: Vec<Poly<Ntt>>, level: usize, scale: f64, slots: usize) -> Self {
-        Self { params, polys, level, scale, slots, seed: None }
+    pub(crate) fn new(
+        params: Arc<Params>,
+        polys: Vec<Poly<Ntt>>,
+        level: usize,
+        scale: f64,
+        slots: usize,
+    ) -> Self {
+        Self {
+            params,
+            polys,
+            level,
+            scale,
+            slots,
+            seed: None,
+        }
     }
 
     pub(crate) fn with_seed(mut self, seed: [u8; 32]) -> Self {
@@ -106,7 +119,8 @@ impl Ciphertext {
     }
 
     pub(crate) fn check_params(&self, params: &Params, op: &'static str) -> Result<()> {
-        if std::ptr::eq(&*self.params, params) || self.params.fingerprint() == params.fingerprint() {
+        if std::ptr::eq(&*self.params, params) || self.params.fingerprint() == params.fingerprint()
+        {
             Ok(())
         } else {
             Err(Error::ParameterMismatch { op })

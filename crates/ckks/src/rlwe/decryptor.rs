@@ -21,7 +21,17 @@ pub fn decrypt(sk: &SecretKey, ct: &Ciphertext) -> Result<Plaintext> {
         m.mul_add_assign(ring, c, &s_pow);
     }
     if polys.len() > 3 {
-        return Err(Error::Degree { op: "decrypt", degree: polys.len() - 1, expected: 2 });
+        return Err(Error::Degree {
+            op: "decrypt",
+            degree: polys.len() - 1,
+            expected: 2,
+        });
     }
-    Ok(Plaintext { params: params.clone(), poly: m, level: ct.level, scale: ct.scale, slots: ct.slots })
+    Ok(Plaintext {
+        params: params.clone(),
+        poly: m,
+        level: ct.level,
+        scale: ct.scale,
+        slots: ct.slots,
+    })
 }

@@ -26,7 +26,13 @@ pub fn encrypt_public(pk: &PublicKey, pt: &Plaintext) -> Result<Ciphertext> {
     c0.mul_add_assign(ring, &pk.b, &u);
     c0.add_assign(ring, &pt.poly);
     c1.mul_add_assign(ring, &pk.a, &u);
-    Ok(Ciphertext::new(params.clone(), vec![c0, c1], pt.level, pt.scale, pt.slots))
+    Ok(Ciphertext::new(
+        params.clone(),
+        vec![c0, c1],
+        pt.level,
+        pt.scale,
+        pt.slots,
+    ))
 }
 
 /// Secret-key encryption: c = (-a s + e + m, a) with a expanded from a fresh seed, so the
@@ -42,7 +48,12 @@ pub fn encrypt_secret(sk: &SecretKey, pt: &Plaintext) -> Result<Ciphertext> {
     let mut prng = Prng::from_os();
     let seed = prng.seed();
     let a: Poly<Ntt> = expand_seeded_a(params, seed, pt.level);
-    let mut c0 = Poly::<Coeff>::from_signed(ring, basis, &prng.gaussian(params.n(), params.literal().sigma)).into_ntt(ring);
+    let mut c0 = Poly::<Coeff>::from_signed(
+        ring,
+        basis,
+        &prng.gaussian(params.n(), params.literal().sigma),
+    )
+    .into_ntt(ring);
     c0.mul_sub_assign(ring, &a, &sk.ntt.truncated(basis));
     c0.add_assign(ring, &pt.poly);
     Ok(Ciphertext::new(params.clone(), vec![c0, a], pt.level, pt.scale, pt.slots).with_seed(seed))

@@ -1,6 +1,8 @@
 //! Key generation (client side only).
 
-use super::keys::{EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey};
+use super::keys::{
+    EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
+};
 use super::sampler::Prng;
 use crate::params::{Params, SecretDistribution};
 use crate::ring::{Coeff, Ntt, Poly};
@@ -15,12 +17,18 @@ pub struct KeyGenerator {
 impl KeyGenerator {
     /// A generator drawing all randomness from a ChaCha20 CSPRNG seeded by the OS.
     pub fn new(params: Arc<Params>) -> Self {
-        Self { params, prng: Prng::from_os() }
+        Self {
+            params,
+            prng: Prng::from_os(),
+        }
     }
 
     /// Deterministic generator. Reproducible keys are insecure: for tests only.
     pub fn new_deterministic_for_tests(params: Arc<Params>, seed: [u8; 32]) -> Self {
-        Self { params, prng: Prng::from_seed(seed) }
+        Self {
+            params,
+            prng: Prng::from_seed(seed),
+        }
     }
 
     /// A fresh secret key from the parameters' secret distribution.
@@ -42,7 +50,12 @@ impl KeyGenerator {
         let a = Prng::from_seed_stream(seed, 0).uniform_poly(ring, basis);
         let mut b = self.error_poly(basis);
         b.mul_sub_assign(ring, &a, &sk.ntt.truncated(basis));
-        PublicKey { params: self.params.clone(), b, a, seed }
+        PublicKey {
+            params: self.params.clone(),
+            b,
+            a,
+            seed,
+        }
     }
 
     /// Relinearisation key (switches s^2 to s).
@@ -55,7 +68,10 @@ impl KeyGenerator {
     /// Galois key for X -> X^g.
     pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> GaloisKey {
         let s_g = sk.ntt.automorphism(self.params.ring(), g);
-        GaloisKey { galois_element: g, key: self.gen_switching_key(sk, &s_g) }
+        GaloisKey {
+            galois_element: g,
+            key: self.gen_switching_key(sk, &s_g),
+        }
     }
 
     /// Galois key for a left rotation by `steps` slots (negative: right).
@@ -65,13 +81,22 @@ impl KeyGenerator {
     }
 
     /// Evaluation keys: relinearisation (if asked), rotations by `steps`, and conjugation.
-    pub fn gen_evaluation_keys(&mut self, sk: &SecretKey, relin: bool, steps: &[i64], conjugate: bool) -> EvaluationKeys {
+    pub fn gen_evaluation_keys(
+        &mut self,
+        sk: &SecretKey,
+        relin: bool,
+        steps: &[i64],
+        conjugate: bool,
+    ) -> EvaluationKeys {
         let mut keys = EvaluationKeys::default();
         if relin {
             keys.relin = Some(self.gen_relin_key(sk));
         }
         let ring = self.params.ring();
-        let mut elements: Vec<u64> = steps.iter().map(|&s| ring.galois_element_for_rotation(s)).collect();
+        let mut elements: Vec<u64> = steps
+            .iter()
+            .map(|&s| ring.galois_element_for_rotation(s))
+            .collect();
         if conjugate {
             elements.push(ring.galois_element_conjugate());
         }
@@ -110,11 +135,18 @@ impl KeyGenerator {
             bs.push(b);
             as_.push(a);
         }
-        SwitchingKey { params: params.clone(), b: bs, a: as_, seed }
+        SwitchingKey {
+            params: params.clone(),
+            b: bs,
+            a: as_,
+            seed,
+        }
     }
 
     fn error_poly(&mut self, basis: crate::ring::Basis) -> Poly<Ntt> {
-        let e = self.prng.gaussian(self.params.n(), self.params.literal().sigma);
+        let e = self
+            .prng
+            .gaussian(self.params.n(), self.params.literal().sigma);
         Poly::<Coeff>::from_signed(self.params.ring(), basis, &e).into_ntt(self.params.ring())
     }
 }
@@ -123,5 +155,9 @@ impl KeyGenerator {
 pub(crate) fn secret_from_coeffs(params: &Arc<Params>, coeffs: Vec<i64>) -> SecretKey {
     let ring = params.ring();
     let ntt = Poly::<Coeff>::from_signed(ring, ring.qp_basis(), &coeffs).into_ntt(ring);
-    SecretKey { params: params.clone(), coeffs, ntt }
+    SecretKey {
+        params: params.clone(),
+        coeffs,
+        ntt,
+    }
 }

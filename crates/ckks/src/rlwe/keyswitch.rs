@@ -39,7 +39,11 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
             let mut own: Vec<(usize, &mut [u64])> = Vec::new();
             let mut others: Vec<(usize, &mut [u64])> = Vec::new();
             for (t, tower) in out.data_mut().chunks_mut(n).enumerate() {
-                if range.contains(&t) { own.push((t, tower)) } else { others.push((t, tower)) }
+                if range.contains(&t) {
+                    own.push((t, tower))
+                } else {
+                    others.push((t, tower))
+                }
             }
             // The digit's own towers are d itself: copy, no transform needed.
             for (t, tower) in own {
@@ -47,10 +51,13 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
             }
             // Extend to the other towers one at a time, transforming each while in cache.
             let prepared = params.mod_up(level, j).prepare(&inputs, false);
-            others.into_par_iter().enumerate().for_each(|(idx, (t, tower))| {
-                prepared.write(idx, tower);
-                ring.ntt(basis, t).forward(tower);
-            });
+            others
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(idx, (t, tower))| {
+                    prepared.write(idx, tower);
+                    ring.ntt(basis, t).forward(tower);
+                });
             out
         })
         .collect();
@@ -60,7 +67,12 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
 /// Inner product of the digits (optionally permuted by a Galois automorphism of the NTT
 /// slots: digit'[i] = digit[perm[i]]) with the key: returns (sum d_j b_j, sum d_j a_j)
 /// modulo Q_level * P.
-pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey, perm: Option<&[u32]>) -> [Poly<Ntt>; 2] {
+pub fn inner_product(
+    params: &Params,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    perm: Option<&[u32]>,
+) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
     let n = ring.n();
     let basis = params.basis_qp(dec.level);
@@ -90,13 +102,23 @@ pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey, p
                         let ka = &key.a[j].tower(kt)[c0..c0 + len];
                         match perm {
                             None => {
-                                for (((a0, a1), &x), (&b, &a)) in acc0[..len].iter_mut().zip(acc1[..len].iter_mut()).zip(&d[c0..c0 + len]).zip(kb.iter().zip(ka)) {
+                                for (((a0, a1), &x), (&b, &a)) in acc0[..len]
+                                    .iter_mut()
+                                    .zip(acc1[..len].iter_mut())
+                                    .zip(&d[c0..c0 + len])
+                                    .zip(kb.iter().zip(ka))
+                                {
                                     *a0 += x as u128 * b as u128;
                                     *a1 += x as u128 * a as u128;
                                 }
                             }
                             Some(p) => {
-                                for (((a0, a1), &pi), (&b, &a)) in acc0[..len].iter_mut().zip(acc1[..len].iter_mut()).zip(&p[c0..c0 + len]).zip(kb.iter().zip(ka)) {
+                                for (((a0, a1), &pi), (&b, &a)) in acc0[..len]
+                                    .iter_mut()
+                                    .zip(acc1[..len].iter_mut())
+                                    .zip(&p[c0..c0 + len])
+                                    .zip(kb.iter().zip(ka))
+                                {
                                     let x = d[pi as usize] as u128;
                                     *a0 += x * b as u128;
                                     *a1 += x * a as u128;
@@ -141,11 +163,15 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     let level = basis.q - 1;
     let k = basis.p;
     // The towers divided out (P, and q_level when rescaling) in coefficient form.
-    let mut removed: Vec<(usize, Vec<u64>)> = (0..k).map(|i| (basis.q + i, x.tower(basis.q + i).to_vec())).collect();
+    let mut removed: Vec<(usize, Vec<u64>)> = (0..k)
+        .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
+        .collect();
     if rescale {
         removed.push((level, x.tower(level).to_vec()));
     }
-    removed.par_iter_mut().for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
+    removed
+        .par_iter_mut()
+        .for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
     let out_q = if rescale { level } else { level + 1 };
     let converter = match (rescale, params.mod_down_rescale(level)) {
         (true, Some(c)) => c,
@@ -158,17 +184,27 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     let mut out = x;
     out.truncate(out_basis);
     // One output tower at a time: convert, transform and subtract while it is in cache.
-    out.data_mut().par_chunks_mut(n).enumerate().for_each(|(i, o)| {
-        let m = ring.q(i);
-        let mut c = vec![0u64; n];
-        prepared.write(i, &mut c);
-        ring.ntt(out_basis, i).forward(&mut c);
-        let w = if rescale { m.mul(p_inv[i], m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)) } else { p_inv[i] };
-        let ws = m.shoup(w);
-        for (o, &c) in o.iter_mut().zip(c.iter()) {
-            *o = m.mul_shoup(m.sub(*o, c), w, ws);
-        }
-    });
+    out.data_mut()
+        .par_chunks_mut(n)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let m = ring.q(i);
+            let mut c = vec![0u64; n];
+            prepared.write(i, &mut c);
+            ring.ntt(out_basis, i).forward(&mut c);
+            let w = if rescale {
+                m.mul(
+                    p_inv[i],
+                    m.inv(m.reduce(ring.q(level).value())).unwrap_or(0),
+                )
+            } else {
+                p_inv[i]
+            };
+            let ws = m.shoup(w);
+            for (o, &c) in o.iter_mut().zip(c.iter()) {
+                *o = m.mul_shoup(m.sub(*o, c), w, ws);
+            }
+        });
     out
 }
 
@@ -188,7 +224,12 @@ pub fn add_lifted(params: &Params, x: &mut Poly<Ntt>, y: &Poly<Ntt>) {
 }
 
 /// Full key switch of `d` (NTT form at `level`): returns (u0, u1) with u0 + u1 s ~ d s'.
-pub fn key_switch(params: &Params, level: usize, d: &Poly<Ntt>, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
+pub fn key_switch(
+    params: &Params,
+    level: usize,
+    d: &Poly<Ntt>,
+    key: &SwitchingKey,
+) -> [Poly<Ntt>; 2] {
     let dec = decompose(params, level, d);
     let [a, b] = inner_product(params, &dec, key, None);
     let (a, b) = rayon::join(|| mod_down(params, a), || mod_down(params, b));

@@ -17,7 +17,9 @@ impl Prng {
         let mut seed = [0u8; 32];
         // OsRng failing means the OS has no entropy source: nothing sensible can continue.
         #[allow(clippy::expect_used)]
-        OsRng.try_fill_bytes(&mut seed).expect("the operating system's random number generator failed");
+        OsRng
+            .try_fill_bytes(&mut seed)
+            .expect("the operating system's random number generator failed");
         Self(ChaCha20Rng::from_seed(seed))
     }
 
@@ -107,7 +109,9 @@ impl Prng {
 /// entry k is P(|x| <= k), with P(x = 0) counted once and other masses doubled.
 fn cdt(sigma: f64) -> Vec<u64> {
     let bound = (6.0 * sigma).ceil() as i64;
-    let w: Vec<f64> = (0..=bound).map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp()).collect();
+    let w: Vec<f64> = (0..=bound)
+        .map(|k| (-(k * k) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let total: f64 = w[0] + 2.0 * w[1..].iter().sum::<f64>();
     let mut acc = 0.0;
     let mut out = Vec::with_capacity(bound as usize);

@@ -36,12 +36,20 @@ pub fn ctx(log_n: u32, levels: usize, dnum: usize, steps: &[i64]) -> Ctx {
     let keys = kg.gen_evaluation_keys(&sk, true, steps, true);
     let enc = Encoder::new(params.clone());
     let eval = Evaluator::new(params.clone(), keys);
-    Ctx { params, sk, pk, enc, eval }
+    Ctx {
+        params,
+        sk,
+        pk,
+        enc,
+        eval,
+    }
 }
 
 /// Deterministic pseudo-random values in [-1, 1].
 pub fn values(n: usize, seed: u64) -> Vec<Complex64> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
@@ -54,23 +62,44 @@ pub fn values(n: usize, seed: u64) -> Vec<Complex64> {
 impl Ctx {
     pub fn encrypt(&self, v: &[Complex64]) -> Ciphertext {
         let slots = self.params.max_slots();
-        let pt = self.enc.encode_complex(v, self.params.max_level(), self.params.default_scale(), slots).unwrap();
+        let pt = self
+            .enc
+            .encode_complex(
+                v,
+                self.params.max_level(),
+                self.params.default_scale(),
+                slots,
+            )
+            .unwrap();
         encrypt_public(&self.pk, &pt).unwrap()
     }
 
     pub fn encrypt_sk(&self, v: &[Complex64], slots: usize) -> Ciphertext {
-        let pt = self.enc.encode_complex(v, self.params.max_level(), self.params.default_scale(), slots).unwrap();
+        let pt = self
+            .enc
+            .encode_complex(
+                v,
+                self.params.max_level(),
+                self.params.default_scale(),
+                slots,
+            )
+            .unwrap();
         encrypt_secret(&self.sk, &pt).unwrap()
     }
 
     pub fn decrypt(&self, ct: &Ciphertext) -> Vec<Complex64> {
-        self.enc.decode_complex(&decrypt(&self.sk, ct).unwrap()).unwrap()
+        self.enc
+            .decode_complex(&decrypt(&self.sk, ct).unwrap())
+            .unwrap()
     }
 
     /// Asserts the decryption matches `expected` with at least `bits` bits of precision (worst slot).
     pub fn assert_close(&self, ct: &Ciphertext, expected: &[Complex64], bits: f64, what: &str) {
         let got = self.decrypt(ct);
         let stats = precision_stats(expected, &got[..expected.len()]);
-        assert!(stats.min_bits >= bits, "{what}: precision {stats:?} below {bits} bits");
+        assert!(
+            stats.min_bits >= bits,
+            "{what}: precision {stats:?} below {bits} bits"
+        );
     }
 }
