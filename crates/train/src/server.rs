@@ -179,6 +179,26 @@ impl Ctx<'_> {
         Ok(e)
     }
 
+    /// Sum of ciphertexts (of any degree: products are summed before one relinearisation).
+    fn sum(&self, terms: impl IntoIterator<Item = Result<Ciphertext>>) -> Result<Ciphertext> {
+        let mut acc: Option<Ciphertext> = None;
+        for t in terms {
+            let t = t?;
+            match acc.as_mut() {
+                None => acc = Some(t),
+                Some(s) => self.eval.add_assign(s, &t)?,
+            }
+        }
+        acc.ok_or_else(|| TrainError::Data("nothing to sum".into()))
+    }
+
+    /// Relinearise and rescale (after summing degree-2 products).
+    fn relin_rescale(&self, mut ct: Ciphertext) -> Result<Ciphertext> {
+        self.eval.relinearize_assign(&mut ct)?;
+        self.eval.rescale_assign(&mut ct)?;
+        Ok(ct)
+    }
+
     /// Rotation by any number of steps composed from the power-of-two keys (HEAAN's way).
     fn rotate_composed(&self, ct: &Ciphertext, steps: i64) -> Result<Ciphertext> {
         let mut out = ct.clone();
@@ -271,19 +291,11 @@ mod diagonal {
             // n_o products, then fold over j = k (mod n_o).
             let z: Vec<Ciphertext> = (0..g.row_cts)
                 .map(|mi| -> Result<Ciphertext> {
-                    let mut acc: Option<Ciphertext> = None;
-                    for (d, xr) in v.iter().zip(&x_rot[mi]) {
-                        let xr = eval.drop_to_level(xr, a)?;
-                        let p = eval.mul_no_relin(d, &xr)?;
-                        match acc.as_mut() {
-                            None => acc = Some(p),
-                            Some(s) => eval.add_assign(s, &p)?,
-                        }
-                    }
-                    let mut s =
-                        acc.ok_or_else(|| TrainError::Data("no weight diagonals".into()))?;
-                    eval.relinearize_assign(&mut s)?;
-                    eval.rescale_assign(&mut s)?;
+                    let products = v
+                        .iter()
+                        .zip(&x_rot[mi])
+                        .map(|(d, xr)| Ok(eval.mul_no_relin(d, &eval.drop_to_level(xr, a)?)?));
+                    let s = ctx.relin_rescale(ctx.sum(products)?)?;
                     Ok(eval.inner_sum(&s, n_o as i64, g.d_hat / n_o)?)
                 })
                 .collect::<Result<_>>()?;
@@ -302,18 +314,10 @@ mod diagonal {
             let grads: Vec<Ciphertext> = (0..n_o)
                 .into_par_iter()
                 .map(|td| -> Result<Ciphertext> {
-                    let mut acc: Option<Ciphertext> = None;
-                    for (mi, e) in e_rep.iter().enumerate() {
-                        let xr = eval.drop_to_level(&xb_rot[mi][td], le)?;
-                        let p = eval.mul_no_relin(e, &xr)?;
-                        match acc.as_mut() {
-                            None => acc = Some(p),
-                            Some(s) => eval.add_assign(s, &p)?,
-                        }
-                    }
-                    let mut s = acc.ok_or_else(|| TrainError::Data("no rows".into()))?;
-                    eval.relinearize_assign(&mut s)?;
-                    eval.rescale_assign(&mut s)?;
+                    let products = e_rep.iter().enumerate().map(|(mi, e)| {
+                        Ok(eval.mul_no_relin(e, &eval.drop_to_level(&xb_rot[mi][td], le)?)?)
+                    });
+                    let s = ctx.relin_rescale(ctx.sum(products)?)?;
                     Ok(eval.inner_sum(&s, g.d_hat as i64, g.rows_per_ct)?)
                 })
                 .collect::<Result<_>>()?;
@@ -407,21 +411,16 @@ mod paper {
             let mut z_cts = Vec::with_capacity(g.row_cts);
             for xm in x {
                 let xm = eval.drop_to_level(xm, a)?;
-                let mut acc: Option<Ciphertext> = None;
-                for (s, vr) in v_rot.iter().enumerate() {
+                let terms = v_rot.iter().enumerate().map(|(s, vr)| {
                     let mut p = eval.mul_relin(&xm, vr)?;
                     eval.rescale_assign(&mut p)?;
                     let p = eval.inner_sum(&p, 1, dh)?;
                     let p = ctx.mul_to_scale(&p, Coefficient::Slots(&col0), s_e)?;
                     let p = eval.replicate(&p, 1, dh)?;
                     let keep = mask(&|i, j| j == (i + s) % r && j < c);
-                    let p = ctx.mul_to_scale(&p, Coefficient::Slots(&keep), s_e)?;
-                    match acc.as_mut() {
-                        None => acc = Some(p),
-                        Some(z) => eval.add_assign(z, &p)?,
-                    }
-                }
-                z_cts.push(acc.ok_or_else(|| TrainError::Data("no rows per ciphertext".into()))?);
+                    ctx.mul_to_scale(&p, Coefficient::Slots(&keep), s_e)
+                });
+                z_cts.push(ctx.sum(terms)?);
             }
             // E = Y - sigma(Z) (the (1 + gamma) factor goes to b below).
             let e: Vec<Ciphertext> = z_cts
@@ -433,21 +432,13 @@ mod paper {
             let mut grad: Option<Ciphertext> = None;
             for k in 0..c {
                 let class_k = mask(&|i, j| j == k && i < r);
-                let mut acc: Option<Ciphertext> = None;
-                for (em, xm) in e.iter().zip(x) {
+                let products = e.iter().zip(x).map(|(em, xm)| {
                     let ek = ctx.mul_to_scale(em, Coefficient::Slots(&class_k), s_e)?;
                     let ek = ctx.rotate_composed(&ek, k as i64)?;
                     let ek = eval.replicate(&ek, 1, dh)?;
-                    let xm = eval.drop_to_level(xm, ek.level())?;
-                    let p = eval.mul_no_relin(&ek, &xm)?;
-                    match acc.as_mut() {
-                        None => acc = Some(p),
-                        Some(s) => eval.add_assign(s, &p)?,
-                    }
-                }
-                let mut gk = acc.ok_or_else(|| TrainError::Data("no rows".into()))?;
-                eval.relinearize_assign(&mut gk)?;
-                eval.rescale_assign(&mut gk)?;
+                    Ok(eval.mul_no_relin(&ek, &eval.drop_to_level(xm, ek.level())?)?)
+                });
+                let gk = ctx.relin_rescale(ctx.sum(products)?)?;
                 let gk = eval.inner_sum(&gk, dh as i64, r)?;
                 let row_k = mask(&|i, _| i == k);
                 let gk = ctx.mul_to_scale(&gk, Coefficient::Slots(&row_k), s_e)?;
