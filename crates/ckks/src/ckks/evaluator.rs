@@ -306,19 +306,35 @@ impl Evaluator {
         Ok(&pt.poly)
     }
 
-    /// ct += pt (same scale).
-    pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
+    /// ct += pt or ct -= pt (same scale): the plaintext changes c_0 only.
+    fn combine_plain_assign(
+        &self,
+        ct: &mut Ciphertext,
+        pt: &Plaintext,
+        op: &'static str,
+        subtract: bool,
+    ) -> Result<()> {
         if !scales_match(ct.scale, pt.scale) {
             return Err(Error::ScaleMismatch {
-                op: "add_plain",
+                op,
                 a: ct.scale.log2(),
                 b: pt.scale.log2(),
             });
         }
-        let p = self.plain_operand(ct, pt, "add_plain")?;
+        let p = self.plain_operand(ct, pt, op)?;
         let ring = self.params.ring();
-        ct.polys_mut()[0].add_assign(ring, p);
+        let c0 = &mut ct.polys_mut()[0];
+        if subtract {
+            c0.sub_assign(ring, p)
+        } else {
+            c0.add_assign(ring, p)
+        }
         Ok(())
+    }
+
+    /// ct += pt (same scale).
+    pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
+        self.combine_plain_assign(ct, pt, "add_plain", false)
     }
 
     /// ct + pt.
@@ -328,19 +344,9 @@ impl Evaluator {
         Ok(out)
     }
 
-    /// ct -= pt.
+    /// ct -= pt (same scale).
     pub fn sub_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<()> {
-        if !scales_match(ct.scale, pt.scale) {
-            return Err(Error::ScaleMismatch {
-                op: "sub_plain",
-                a: ct.scale.log2(),
-                b: pt.scale.log2(),
-            });
-        }
-        let p = self.plain_operand(ct, pt, "sub_plain")?;
-        let ring = self.params.ring();
-        ct.polys_mut()[0].sub_assign(ring, p);
-        Ok(())
+        self.combine_plain_assign(ct, pt, "sub_plain", true)
     }
 
     /// ct - pt.
