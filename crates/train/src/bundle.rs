@@ -62,11 +62,18 @@ pub struct UploadBundle {
 }
 
 impl UploadBundle {
-    /// A ciphertext group, or an error naming it.
-    pub fn group(&self, name: &str) -> crate::Result<&[Ciphertext]> {
-        self.groups.get(name).map(Vec::as_slice).ok_or_else(|| {
+    /// The ciphertext group `name`, which must hold exactly `count` ciphertexts.
+    pub fn group(&self, name: &str, count: usize) -> crate::Result<&[Ciphertext]> {
+        let g = self.groups.get(name).map(Vec::as_slice).ok_or_else(|| {
             crate::TrainError::Mismatch(format!("the upload has no {name:?} ciphertexts"))
-        })
+        })?;
+        if g.len() != count {
+            return Err(crate::TrainError::Mismatch(format!(
+                "the upload's {name:?} group has {} ciphertexts, its manifest's shapes need {count}",
+                g.len()
+            )));
+        }
+        Ok(g)
     }
 }
 

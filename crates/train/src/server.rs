@@ -242,19 +242,10 @@ mod diagonal {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
-        let x = bundle.group("x")?;
-        let xb = bundle.group("xb")?;
-        let y = bundle.group("y")?;
-        let w0 = bundle.group("w0")?;
-        if x.len() != g.row_cts
-            || xb.len() != g.row_cts
-            || y.len() != g.row_cts
-            || w0.len() != g.diagonals
-        {
-            return Err(TrainError::Mismatch(
-                "the upload's ciphertext counts do not match its manifest".into(),
-            ));
-        }
+        let x = bundle.group("x", g.row_cts)?;
+        let xb = bundle.group("xb", g.row_cts)?;
+        let y = bundle.group("y", g.row_cts)?;
+        let w0 = bundle.group("w0", g.diagonals)?;
         let mut stats = TrainStats::default();
         let top = bundle.params.max_level();
         let n_o = g.diagonals;
@@ -379,15 +370,10 @@ mod paper {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
-        let x = bundle.group("x")?;
-        let y = bundle.group("y")?;
-        let b = bundle.group("b")?;
-        let w0 = bundle.group("w0")?;
-        if x.len() != g.row_cts || y.len() != g.row_cts || b.len() != 1 || w0.len() != 1 {
-            return Err(TrainError::Mismatch(
-                "the upload's ciphertext counts do not match its manifest".into(),
-            ));
-        }
+        let x = bundle.group("x", g.row_cts)?;
+        let y = bundle.group("y", g.row_cts)?;
+        let b = bundle.group("b", 1)?;
+        let w0 = bundle.group("w0", 1)?;
         let (r, dh, c, slots) = (g.rows_per_ct, g.d_hat, g.c, g.slots);
         let mask = |f: &dyn Fn(usize, usize) -> bool| -> Vec<f64> {
             (0..slots).map(|p| f64::from(f(p / dh, p % dh))).collect()
