@@ -33,7 +33,10 @@ fn main() {
     .unwrap();
     let c1 = ct.polys()[1].clone();
     let ring = params.ring();
-    let reps = if only.is_some() { 40 } else { 5 };
+    let reps = std::env::var("VOLLEY_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if only.is_some() { 40 } else { 5 });
     let time = |name: &str, f: &mut dyn FnMut()| {
         if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
             return;

@@ -890,9 +890,6 @@ pub(crate) fn rescale_poly(params: &Params, p: &mut Poly<Ntt>) {
         };
         ring.ntt(new_basis, i).forward(&mut r);
         let inv = m.inv(ql_mod).unwrap_or(0);
-        let inv_s = m.shoup(inv);
-        for (x, &y) in tower.iter_mut().zip(&r) {
-            *x = m.mul_shoup(m.sub(*x, y), inv, inv_s);
-        }
+        crate::ring::simd::sub_mul_scalar(tower, &r, inv, m);
     });
 }

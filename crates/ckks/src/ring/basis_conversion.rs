@@ -3,7 +3,8 @@
 //! re-expressed modulo the primes of basis B, as its centered representative in
 //! (-A/2, A/2]. Used by hybrid key switching (ModUp, ModDown) and decoding.
 
-use super::modulus::{LAZY_PRODUCTS, Modulus};
+use super::modulus::Modulus;
+use super::simd;
 use rayon::prelude::*;
 
 /// Precomputed constants to convert from one set of primes to another.
@@ -19,6 +20,8 @@ pub struct BasisConverter {
     a_mod_b: Vec<u64>,
     /// 1 / a_i in floating point, for the exact correction.
     a_inv_f64: Vec<f64>,
+    /// Whether some source prime exceeds 52 bits (the vector kernels need a second digit).
+    from_wide: bool,
 }
 
 impl BasisConverter {
@@ -65,6 +68,7 @@ impl BasisConverter {
             a_hat_mod_b,
             a_mod_b,
             a_inv_f64: from.iter().map(|a| 1.0 / a.value() as f64).collect(),
+            from_wide: from.iter().any(|a| a.value() >= 1 << 52),
         }
     }
 
@@ -109,9 +113,9 @@ impl BasisConverter {
             .par_iter()
             .enumerate()
             .map(|(i, x)| {
-                let m = &self.from[i];
-                let (w, ws) = self.a_hat_inv[i];
-                x.iter().map(|&v| m.mul_shoup(v, w, ws)).collect()
+                let mut y = x.to_vec();
+                simd::mul_scalar(&mut y, self.a_hat_inv[i].0, &self.from[i]);
+                y
             })
             .collect();
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
@@ -155,87 +159,16 @@ pub struct PreparedConversion<'a> {
 impl PreparedConversion<'_> {
     /// Writes the residues modulo target prime `j` into `out`.
     pub fn write(&self, j: usize, out: &mut [u64]) {
-        // Specialised for the usual numbers of source primes so the accumulator lives in
-        // registers; the general path accumulates a block in memory.
-        match self.conv.from.len() {
-            1 => self.write_k::<1>(j, out),
-            2 => self.write_k::<2>(j, out),
-            3 => self.write_k::<3>(j, out),
-            4 => self.write_k::<4>(j, out),
-            5 => self.write_k::<5>(j, out),
-            6 => self.write_k::<6>(j, out),
-            7 => self.write_k::<7>(j, out),
-            8 => self.write_k::<8>(j, out),
-            _ => self.write_any(j, out),
-        }
-    }
-
-    fn correction(&self, j: usize) -> Vec<u64> {
         let conv = self.conv;
         let m = &conv.to[j];
-        (0..=conv.from.len() as u64)
-            .map(|c| m.mul(m.reduce(c), conv.a_mod_b[j]))
-            .collect()
-    }
-
-    fn write_k<const K: usize>(&self, j: usize, out: &mut [u64]) {
-        let conv = self.conv;
-        let m = &conv.to[j];
-        let mut w = [0u64; K];
-        w.copy_from_slice(&conv.a_hat_mod_b[j][..K]);
-        let correction = self.correction(j);
-        let n = out.len();
-        let ys: [&[u64]; K] = std::array::from_fn(|i| &self.y[i][..n]);
-        for (c, o) in out.iter_mut().enumerate() {
-            let mut acc = 0u128;
-            for i in 0..K {
-                acc += ys[i][c] as u128 * w[i] as u128;
-            }
-            let r = m.reduce_u128(acc);
-            *o = if self.exact {
-                m.sub(r, correction[usize::from(self.v[c])])
-            } else {
-                r
-            };
-        }
-    }
-
-    fn write_any(&self, j: usize, out: &mut [u64]) {
-        let (conv, y, v, exact) = (self.conv, &self.y, &self.v, self.exact);
-        let k = conv.from.len();
-        let m = &conv.to[j];
-        let w = &conv.a_hat_mod_b[j];
-        let correction = self.correction(j);
-        for (b, out) in out.chunks_mut(BLOCK).enumerate() {
-            let start = b * BLOCK;
-            let len = out.len();
-            let mut acc = [0u128; BLOCK];
-            let mut partial = [0u64; BLOCK];
-            // Products of residues fit 124 bits: sum up to LAZY_PRODUCTS before reducing.
-            for (ys, ws) in y.chunks(LAZY_PRODUCTS).zip(w.chunks(LAZY_PRODUCTS)) {
-                for (yi, &wi) in ys.iter().zip(ws) {
-                    for (a, &x) in acc[..len].iter_mut().zip(&yi[start..start + len]) {
-                        *a += x as u128 * wi as u128;
-                    }
-                }
-                if k > LAZY_PRODUCTS {
-                    for (p, a) in partial[..len].iter_mut().zip(acc[..len].iter_mut()) {
-                        *p = m.add(*p, m.reduce_u128(*a));
-                        *a = 0;
-                    }
-                }
-            }
-            if k <= LAZY_PRODUCTS {
-                for (p, &a) in partial[..len].iter_mut().zip(&acc) {
-                    *p = m.reduce_u128(a);
-                }
-            }
-            if exact {
-                for ((o, &p), &vc) in out.iter_mut().zip(&partial).zip(&v[start..start + len]) {
-                    *o = m.sub(p, correction[usize::from(vc)]);
-                }
-            } else {
-                out.copy_from_slice(&partial[..len]);
+        let ys: Vec<&[u64]> = self.y.iter().map(|v| &v[..out.len()]).collect();
+        simd::dot_scalars(out, &ys, &conv.a_hat_mod_b[j], conv.from_wide, m);
+        if self.exact {
+            let correction: Vec<u64> = (0..=conv.from.len() as u64)
+                .map(|c| m.mul(m.reduce(c), conv.a_mod_b[j]))
+                .collect();
+            for (o, &v) in out.iter_mut().zip(&self.v) {
+                *o = m.sub(*o, correction[usize::from(v)]);
             }
         }
     }

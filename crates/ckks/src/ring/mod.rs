@@ -10,6 +10,7 @@ pub mod basis_conversion;
 pub mod modulus;
 pub mod ntt;
 mod poly;
+pub(crate) mod simd;
 
 pub use basis_conversion::BasisConverter;
 pub use modulus::{Modulus, generate_primes, is_prime};

@@ -7,9 +7,10 @@
 
 use super::keys::SwitchingKey;
 use crate::params::Params;
-use crate::ring::modulus::LAZY_PRODUCTS;
+use crate::ring::simd;
 use crate::ring::{Coeff, Ntt, Poly};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// The digits of a polynomial at some level, each extended to Q_level * P, in NTT form.
 pub struct Decomposition {
@@ -76,6 +77,7 @@ pub fn inner_product(
     let ring = params.ring();
     let n = ring.n();
     let basis = params.basis_qp(dec.level);
+    let ndig = dec.digits.len();
     let mut out0 = Poly::<Ntt>::zero(ring, basis);
     let mut out1 = Poly::<Ntt>::zero(ring, basis);
     out0.data_mut()
@@ -85,50 +87,34 @@ pub fn inner_product(
         .for_each(|(t, (o0, o1))| {
             let m = ring.modulus(basis, t);
             let kt = ring.modulus_index(basis, t);
-            let ndig = dec.digits.len();
-            for start in (0..ndig).step_by(LAZY_PRODUCTS) {
-                let end = (start + LAZY_PRODUCTS).min(ndig);
-                // Blocks of coefficients keep the accumulators in registers/L1.
-                const BLOCK: usize = 256;
-                let mut acc0 = [0u128; BLOCK];
-                let mut acc1 = [0u128; BLOCK];
-                for c0 in (0..n).step_by(BLOCK) {
-                    let len = BLOCK.min(n - c0);
-                    acc0[..len].fill(0);
-                    acc1[..len].fill(0);
-                    for j in start..end {
-                        let d = dec.digits[j].tower(t);
-                        let kb = &key.b[j].tower(kt)[c0..c0 + len];
-                        let ka = &key.a[j].tower(kt)[c0..c0 + len];
-                        match perm {
-                            None => {
-                                for (((a0, a1), &x), (&b, &a)) in acc0[..len]
-                                    .iter_mut()
-                                    .zip(acc1[..len].iter_mut())
-                                    .zip(&d[c0..c0 + len])
-                                    .zip(kb.iter().zip(ka))
-                                {
-                                    *a0 += x as u128 * b as u128;
-                                    *a1 += x as u128 * a as u128;
-                                }
-                            }
-                            Some(p) => {
-                                for (((a0, a1), &pi), (&b, &a)) in acc0[..len]
-                                    .iter_mut()
-                                    .zip(acc1[..len].iter_mut())
-                                    .zip(&p[c0..c0 + len])
-                                    .zip(kb.iter().zip(ka))
-                                {
-                                    let x = d[pi as usize] as u128;
-                                    *a0 += x * b as u128;
-                                    *a1 += x * a as u128;
-                                }
+            let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
+            let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
+            let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
+            match perm {
+                None => simd::dot_pairs(o0, o1, &ds, &bs, &as_, m),
+                Some(p) => {
+                    // Gather a block of each permuted digit, then the same kernel.
+                    const BLOCK: usize = 512;
+                    let mut gathered = vec![0u64; ndig * BLOCK];
+                    for c0 in (0..n).step_by(BLOCK) {
+                        let len = BLOCK.min(n - c0);
+                        for (g, d) in gathered.chunks_mut(BLOCK).zip(&ds) {
+                            for (x, &pi) in g[..len].iter_mut().zip(&p[c0..c0 + len]) {
+                                *x = d[pi as usize];
                             }
                         }
-                    }
-                    for c in 0..len {
-                        o0[c0 + c] = m.add(o0[c0 + c], m.reduce_u128(acc0[c]));
-                        o1[c0 + c] = m.add(o1[c0 + c], m.reduce_u128(acc1[c]));
+                        let gs: Vec<&[u64]> = gathered.chunks(BLOCK).map(|g| &g[..len]).collect();
+                        fn block<'a>(v: &[&'a [u64]], r: Range<usize>) -> Vec<&'a [u64]> {
+                            v.iter().map(|k| &k[r.clone()]).collect()
+                        }
+                        simd::dot_pairs(
+                            &mut o0[c0..c0 + len],
+                            &mut o1[c0..c0 + len],
+                            &gs,
+                            &block(&bs, c0..c0 + len),
+                            &block(&as_, c0..c0 + len),
+                            m,
+                        );
                     }
                 }
             }
@@ -136,14 +122,16 @@ pub fn inner_product(
     [out0, out1]
 }
 
-/// ModDown: from Q_level * P to Q_level, dividing by P with rounding (exact basis conversion
-/// of the P part, then (x - [x]_P) * P^{-1}).
+/// ModDown: from Q_level * P to Q_level, dividing by P: (x - conv([x]_P)) * P^{-1} with the
+/// fast basis conversion of the P part. The result is x / P up to an integer error of at
+/// most k = |P| per coefficient (conv may add u P, 0 <= u < k), far below the key-switching
+/// noise (OpenFHE's ApproxModDown; the exact conversion costs a floating-point pass).
 pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
     divide_round(params, x, false)
 }
 
 /// ModDown fused with a rescale: from Q_level * P to Q_{level-1}, dividing by P * q_level
-/// with rounding in one exact basis conversion. Saves the rescale's separate inverse and
+/// in one fast basis conversion (error at most k + 1 units, as for [`mod_down`]). Saves the rescale's separate inverse and
 /// forward NTTs (the fusion OpenFHE and Lattigo use after a relinearisation).
 /// Falls back to ModDown then rescale where no fused converter exists (level 0 or no P).
 pub fn mod_down_rescale(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
@@ -178,7 +166,9 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
         _ => params.mod_down(level),
     };
     let inputs: Vec<&[u64]> = removed.iter().map(|(_, v)| v.as_slice()).collect();
-    let prepared = converter.prepare(&inputs, true);
+    // The fast conversion returns [x]_P + u P with 0 <= u < k: the quotient is then off by
+    // u, an error of a few units next to the key-switching noise (OpenFHE's ApproxModDown).
+    let prepared = converter.prepare(&inputs, false);
     let p_inv = params.p_inv_mod_q();
     let out_basis = params.basis_q(out_q - 1);
     let mut out = x;
@@ -200,10 +190,7 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
             } else {
                 p_inv[i]
             };
-            let ws = m.shoup(w);
-            for (o, &c) in o.iter_mut().zip(c.iter()) {
-                *o = m.mul_shoup(m.sub(*o, c), w, ws);
-            }
+            simd::sub_mul_scalar(o, &c, w, m);
         });
     out
 }
