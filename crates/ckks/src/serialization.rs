@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "VLCK"
-//! 4       2     format version (u16, currently 1)
+//! 4       2     format version (u16, currently 2)
 //! 6       1     object kind (u8, see [`ObjectKind`])
 //! 7       32    parameter fingerprint (SHA-256, [`Params::fingerprint`])
 //! 39      ...   body (per kind, below); no trailing bytes are allowed
@@ -57,7 +57,7 @@ use std::sync::Arc;
 /// The four magic bytes every object starts with.
 pub const MAGIC: [u8; 4] = *b"VLCK";
 /// The format version this build writes and the only one it reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Length of the common header: magic, version, kind, fingerprint.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 32;
 /// Most primes (Q and P together) a serialized parameter set may have; bounds the work a

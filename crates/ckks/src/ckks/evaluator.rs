@@ -569,7 +569,7 @@ impl Evaluator {
         let q_last = self.params.ring().q(level).value() as f64;
         let polys = d.polys();
         let dec = keyswitch::decompose(&self.params, level, &polys[2]);
-        let [mut u0, mut u1] = keyswitch::inner_product(&self.params, &dec, key, None);
+        let [mut u0, mut u1] = keyswitch::inner_product(&self.params, &dec, key);
         keyswitch::add_lifted(&self.params, &mut u0, &polys[0]);
         keyswitch::add_lifted(&self.params, &mut u1, &polys[1]);
         let (c0, c1) = rayon::join(
@@ -663,20 +663,10 @@ impl Evaluator {
             return Ok(ct.clone());
         }
         let key = self.galois_key(g, "rotate", || format!("Galois key for element {g}"))?;
-        let ring = self.params.ring();
-        let c1g = ct.polys()[1].automorphism(ring, g);
-        let [u0, u1] = keyswitch::key_switch(&self.params, ct.level, &c1g, key);
-        let mut c0 = ct.polys()[0].automorphism(ring, g);
-        c0.add_assign(ring, &u0);
-        self.counters.rot.fetch_add(1, Ordering::Relaxed);
+        // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
+        let [u0, u1] = keyswitch::key_switch(&self.params, ct.level, &ct.polys()[1], key);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        Ok(Ciphertext::new(
-            self.params.clone(),
-            vec![c0, u1],
-            ct.level,
-            ct.scale,
-            ct.slots,
-        ))
+        Ok(self.finish_galois(ct, g, u0, u1))
     }
 
     /// Galois element of a rotation by `steps` within `slots` slots.
@@ -744,23 +734,8 @@ impl Evaluator {
                 max: ct.level,
             });
         }
-        let ring = self.params.ring();
-        let perm = ring.galois_permutation(g);
-        let [a, b] = keyswitch::inner_product(&self.params, dec, key, Some(&perm));
-        let (u0, u1) = rayon::join(
-            || keyswitch::mod_down(&self.params, a),
-            || keyswitch::mod_down(&self.params, b),
-        );
-        let mut c0 = ct.polys()[0].automorphism(ring, g);
-        c0.add_assign(ring, &u0);
-        self.counters.rot.fetch_add(1, Ordering::Relaxed);
-        Ok(Ciphertext::new(
-            self.params.clone(),
-            vec![c0, u1],
-            ct.level,
-            ct.scale,
-            ct.slots,
-        ))
+        let [a, b] = keyswitch::inner_product(&self.params, dec, key);
+        Ok(self.finish_hoisted(ct, g, a, b))
     }
 
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
@@ -776,6 +751,36 @@ impl Evaluator {
             .iter()
             .map(|&s| self.rotate_hoisted_with(ct, &dec, s))
             .collect()
+    }
+
+    /// ModDown of a hoisted rotation's inner products, then [`Self::finish_galois`].
+    fn finish_hoisted(&self, ct: &Ciphertext, g: u64, a: Poly<Ntt>, b: Poly<Ntt>) -> Ciphertext {
+        let (u0, u1) = rayon::join(
+            || keyswitch::mod_down(&self.params, a),
+            || keyswitch::mod_down(&self.params, b),
+        );
+        self.finish_galois(ct, g, u0, u1)
+    }
+
+    /// (sigma_g(c_0 + u_0), sigma_g(u_1)) from the switched c_1 = (u_0, u_1).
+    fn finish_galois(
+        &self,
+        ct: &Ciphertext,
+        g: u64,
+        mut u0: Poly<Ntt>,
+        u1: Poly<Ntt>,
+    ) -> Ciphertext {
+        let ring = self.params.ring();
+        u0.add_assign(ring, &ct.polys()[0]);
+        let (c0, c1) = rayon::join(|| u0.automorphism(ring, g), || u1.automorphism(ring, g));
+        self.counters.rot.fetch_add(1, Ordering::Relaxed);
+        Ciphertext::new(
+            self.params.clone(),
+            vec![c0, c1],
+            ct.level,
+            ct.scale,
+            ct.slots,
+        )
     }
 
     /// Sum over `count` (a power of two) blocks: slot i gets sum_{k<count} slot(i + k*stride).

@@ -230,6 +230,13 @@ impl RingContext {
         2 * self.n as u64 - 1
     }
 
+    /// The inverse of the Galois element g in (Z/2NZ)^*: sigma_g^{-1} = sigma_{g^{-1}}.
+    pub fn galois_inverse(&self, g: u64) -> u64 {
+        let two_n = 2 * self.n as u64;
+        // The group has order N (a power of two): g^{-1} = g^{N-1}.
+        pow_mod(g, self.n as u64 - 1, two_n)
+    }
+
     /// Permutation of NTT slots applying X -> X^g: out[i] = in[perm[i]]. Cached.
     pub fn galois_permutation(&self, g: u64) -> Arc<Vec<u32>> {
         let mut cache = match self.galois.lock() {

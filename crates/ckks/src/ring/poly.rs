@@ -268,13 +268,12 @@ impl Poly<Ntt> {
     /// The automorphism X -> X^g (g odd), a permutation of NTT slots.
     pub fn automorphism(&self, ring: &RingContext, g: u64) -> Self {
         let perm = ring.galois_permutation(g);
-        let mut out = Self::zero(ring, self.basis);
-        out.towers_mut().for_each(|(t, o)| {
-            let src = self.tower(t);
-            for (o, &j) in o.iter_mut().zip(perm.iter()) {
-                *o = src[j as usize];
-            }
-        });
-        out
+        // Filled by extension, not zeroed first: the gather is the only pass over the output
+        // (callers run several automorphisms in parallel where it matters).
+        let mut data = Vec::with_capacity(self.data.len());
+        for src in self.data.chunks(self.n) {
+            data.extend(perm.iter().map(|&j| src[j as usize]));
+        }
+        Self::from_data(self.n, self.basis, data)
     }
 }

@@ -65,12 +65,14 @@ impl KeyGenerator {
         RelinearizationKey(self.gen_switching_key(sk, &s2))
     }
 
-    /// Galois key for X -> X^g.
+    /// Galois key for X -> X^g: a switching key from s to sigma_g^{-1}(s) (see
+    /// [`GaloisKey`]: the evaluator switches c_1 before the automorphism, not after).
     pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> GaloisKey {
-        let s_g = sk.ntt.automorphism(self.params.ring(), g);
+        let ring = self.params.ring();
+        let s_g_inv = sk.ntt.automorphism(ring, ring.galois_inverse(g));
         GaloisKey {
             galois_element: g,
-            key: self.gen_switching_key(sk, &s_g),
+            key: self.gen_switching_key_under(&s_g_inv, &sk.ntt),
         }
     }
 
@@ -112,6 +114,12 @@ impl KeyGenerator {
 
     /// Hybrid key-switching key from `s_prime` (NTT over Q and P) to s.
     fn gen_switching_key(&mut self, sk: &SecretKey, s_prime: &Poly<Ntt>) -> SwitchingKey {
+        self.gen_switching_key_under(&sk.ntt, s_prime)
+    }
+
+    /// Switching key from `s_prime` to the secret `s` (NTT form, extended basis): digit j is
+    /// (-a_j s + e_j + P Qtilde_j s', a_j).
+    fn gen_switching_key_under(&mut self, s: &Poly<Ntt>, s_prime: &Poly<Ntt>) -> SwitchingKey {
         let params = self.params.clone();
         let ring = params.ring();
         let basis = ring.qp_basis();
@@ -122,7 +130,7 @@ impl KeyGenerator {
         for (j, digit) in params.digits(params.max_level()).enumerate() {
             let a = Prng::from_seed_stream(seed, j as u64).uniform_poly(ring, basis);
             let mut b = self.error_poly(basis);
-            b.mul_sub_assign(ring, &a, &sk.ntt);
+            b.mul_sub_assign(ring, &a, s);
             // Add P * s' on the digit's own primes (P * Qtilde_j is P there and 0 elsewhere).
             for i in digit {
                 let m = ring.q(i);

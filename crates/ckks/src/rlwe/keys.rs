@@ -94,7 +94,13 @@ impl RelinearizationKey {
     }
 }
 
-/// Galois key for X -> X^g: switches sigma_g(s) to s.
+/// Galois key for X -> X^g. It switches s to sigma_g^{-1}(s): a rotation key-switches c_1
+/// as it is, giving (u_0, u_1) with u_0 + u_1 sigma_g^{-1}(s) ~ c_1 s, and then applies
+/// sigma_g to (c_0 + u_0, u_1), which decrypts under s to sigma_g(c_0 + c_1 s). The usual key
+/// (sigma_g(s) to s, applied after the automorphism) makes hoisted rotations permute every
+/// digit of the decomposition before each inner product; this one permutes the two outputs
+/// instead, and the inner products read digits and keys contiguously. It is the usual key
+/// with sigma_g^{-1} applied, so it is exactly as secure.
 #[derive(Clone, Debug)]
 pub struct GaloisKey {
     pub(crate) galois_element: u64,

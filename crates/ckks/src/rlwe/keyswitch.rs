@@ -10,7 +10,6 @@ use crate::params::Params;
 use crate::ring::simd;
 use crate::ring::{Coeff, Ntt, Poly};
 use rayon::prelude::*;
-use std::ops::Range;
 
 /// The digits of a polynomial at some level, each extended to Q_level * P, in NTT form.
 pub struct Decomposition {
@@ -65,15 +64,10 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
     Decomposition { level, digits }
 }
 
-/// Inner product of the digits (optionally permuted by a Galois automorphism of the NTT
-/// slots: digit'[i] = digit[perm[i]]) with the key: returns (sum d_j b_j, sum d_j a_j)
-/// modulo Q_level * P.
-pub fn inner_product(
-    params: &Params,
-    dec: &Decomposition,
-    key: &SwitchingKey,
-    perm: Option<&[u32]>,
-) -> [Poly<Ntt>; 2] {
+/// Inner product of the digits with the key: returns (sum d_j b_j, sum d_j a_j) modulo
+/// Q_level * P. Rotations need no permuted variant: Galois keys switch c_1 before the
+/// automorphism (see `GaloisKey`), so digits and keys are read contiguously.
+pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
     let n = ring.n();
     let basis = params.basis_qp(dec.level);
@@ -85,39 +79,11 @@ pub fn inner_product(
         .zip(out1.data_mut().par_chunks_mut(n))
         .enumerate()
         .for_each(|(t, (o0, o1))| {
-            let m = ring.modulus(basis, t);
             let kt = ring.modulus_index(basis, t);
             let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
             let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
             let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
-            match perm {
-                None => simd::dot_pairs(o0, o1, &ds, &bs, &as_, m),
-                Some(p) => {
-                    // Gather a block of each permuted digit, then the same kernel.
-                    const BLOCK: usize = 512;
-                    let mut gathered = vec![0u64; ndig * BLOCK];
-                    for c0 in (0..n).step_by(BLOCK) {
-                        let len = BLOCK.min(n - c0);
-                        for (g, d) in gathered.chunks_mut(BLOCK).zip(&ds) {
-                            for (x, &pi) in g[..len].iter_mut().zip(&p[c0..c0 + len]) {
-                                *x = d[pi as usize];
-                            }
-                        }
-                        let gs: Vec<&[u64]> = gathered.chunks(BLOCK).map(|g| &g[..len]).collect();
-                        fn block<'a>(v: &[&'a [u64]], r: Range<usize>) -> Vec<&'a [u64]> {
-                            v.iter().map(|k| &k[r.clone()]).collect()
-                        }
-                        simd::dot_pairs(
-                            &mut o0[c0..c0 + len],
-                            &mut o1[c0..c0 + len],
-                            &gs,
-                            &block(&bs, c0..c0 + len),
-                            &block(&as_, c0..c0 + len),
-                            m,
-                        );
-                    }
-                }
-            }
+            simd::dot_pairs(o0, o1, &ds, &bs, &as_, ring.modulus(basis, t));
         });
     [out0, out1]
 }
@@ -174,14 +140,12 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     let mut out = x;
     out.truncate(out_basis);
     // One output tower at a time: convert, transform and subtract while it is in cache.
-    out.data_mut()
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(i, o)| {
+    out.data_mut().par_chunks_mut(n).enumerate().for_each_init(
+        || vec![0u64; n],
+        |c, (i, o)| {
             let m = ring.q(i);
-            let mut c = vec![0u64; n];
-            prepared.write(i, &mut c);
-            ring.ntt(out_basis, i).forward(&mut c);
+            prepared.write(i, c);
+            ring.ntt(out_basis, i).forward(c);
             let w = if rescale {
                 m.mul(
                     p_inv[i],
@@ -190,8 +154,9 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
             } else {
                 p_inv[i]
             };
-            simd::sub_mul_scalar(o, &c, w, m);
-        });
+            simd::sub_mul_scalar(o, c, w, m);
+        },
+    );
     out
 }
 
@@ -218,7 +183,7 @@ pub fn key_switch(
     key: &SwitchingKey,
 ) -> [Poly<Ntt>; 2] {
     let dec = decompose(params, level, d);
-    let [a, b] = inner_product(params, &dec, key, None);
+    let [a, b] = inner_product(params, &dec, key);
     let (a, b) = rayon::join(|| mod_down(params, a), || mod_down(params, b));
     [a, b]
 }
@@ -248,8 +213,9 @@ pub fn lift_to_qp(params: &Params, x: &Poly<Ntt>) -> Poly<Ntt> {
 }
 
 /// A hoisted key switch of the automorphism `X -> X^g` of a ciphertext `(c0, c1)`, left in
-/// the extended basis Q_level * P: returns `(P sigma_g(c0) + <sigma_g(dec), b>,
-/// <sigma_g(dec), a>)` with `dec` the decomposition of `c1`. [`mod_down`] of both components
+/// the extended basis Q_level * P: returns `sigma_g(P c0 + <dec, b>)` and `sigma_g(<dec, a>)`
+/// with `dec` the decomposition of `c1` and (b, a) the Galois key, which switches c1 to
+/// sigma_g^{-1}(s) before the automorphism (see `GaloisKey`). [`mod_down`] of both components
 /// gives the rotated ciphertext; sums of such terms (times plaintexts in Q_level * P) can be
 /// divided by P once (double hoisting).
 pub fn automorphism_hoisted_qp(
@@ -260,11 +226,11 @@ pub fn automorphism_hoisted_qp(
     g: u64,
 ) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
-    let perm = ring.galois_permutation(g);
-    let [mut a, b] = inner_product(params, dec, key, Some(&perm));
-    let c0g = c0
-        .truncated(params.basis_q(dec.level))
-        .automorphism(ring, g);
-    a.add_assign(ring, &lift_to_qp(params, &c0g));
+    let [mut a, b] = inner_product(params, dec, key);
+    a.add_assign(
+        ring,
+        &lift_to_qp(params, &c0.truncated(params.basis_q(dec.level))),
+    );
+    let (a, b) = rayon::join(|| a.automorphism(ring, g), || b.automorphism(ring, g));
     [a, b]
 }
