@@ -666,7 +666,8 @@ impl Evaluator {
         // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
         let [u0, u1] = keyswitch::key_switch(&self.params, ct.level, &ct.polys()[1], key);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        Ok(self.finish_galois(ct, g, u0, u1))
+        let (mut u0, u1) = (u0, u1);
+        Ok(self.finish_galois(ct, g, &mut u0, &u1))
     }
 
     /// Galois element of a rotation by `steps` within `slots` slots.
@@ -734,8 +735,7 @@ impl Evaluator {
                 max: ct.level,
             });
         }
-        let [a, b] = keyswitch::inner_product(&self.params, dec, key);
-        Ok(self.finish_hoisted(ct, g, a, b))
+        Ok(self.hoisted_into(ct, dec, g, key, &mut None))
     }
 
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
@@ -747,19 +747,45 @@ impl Evaluator {
             }
         }
         let dec = self.decompose(ct)?;
+        let mut work = None;
         steps
             .iter()
-            .map(|&s| self.rotate_hoisted_with(ct, &dec, s))
+            .map(|&s| {
+                let g = self.rotation_element(s, ct.slots);
+                if g == 1 {
+                    return Ok(ct.clone());
+                }
+                let key = self.galois_key(g, "rotate", || format!("rotation key for step {s}"))?;
+                Ok(self.hoisted_into(ct, &dec, g, key, &mut work))
+            })
             .collect()
     }
 
-    /// ModDown of a hoisted rotation's inner products, then [`Self::finish_galois`].
-    fn finish_hoisted(&self, ct: &Ciphertext, g: u64, a: Poly<Ntt>, b: Poly<Ntt>) -> Ciphertext {
-        let (u0, u1) = rayon::join(
+    /// Inner product and ModDown of one hoisted rotation in the buffers `work` (reused across
+    /// the rotations of [`Self::rotate_hoisted`]: no temporaries are allocated or zeroed per
+    /// rotation), then [`Self::finish_galois`].
+    fn hoisted_into(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposition,
+        g: u64,
+        key: &SwitchingKey,
+        work: &mut Option<[Poly<Ntt>; 2]>,
+    ) -> Ciphertext {
+        let basis = self.params.basis_qp(dec.level);
+        let ring = self.params.ring();
+        let [mut a, mut b] = match work.take() {
+            Some([a, b]) => [a.resized(ring, basis), b.resized(ring, basis)],
+            None => [Poly::zero(ring, basis), Poly::zero(ring, basis)],
+        };
+        keyswitch::inner_product_into(&self.params, dec, key, &mut a, &mut b);
+        let (mut u0, u1) = rayon::join(
             || keyswitch::mod_down(&self.params, a),
             || keyswitch::mod_down(&self.params, b),
         );
-        self.finish_galois(ct, g, u0, u1)
+        let out = self.finish_galois(ct, g, &mut u0, &u1);
+        *work = Some([u0, u1]);
+        out
     }
 
     /// (sigma_g(c_0 + u_0), sigma_g(u_1)) from the switched c_1 = (u_0, u_1).
@@ -767,8 +793,8 @@ impl Evaluator {
         &self,
         ct: &Ciphertext,
         g: u64,
-        mut u0: Poly<Ntt>,
-        u1: Poly<Ntt>,
+        u0: &mut Poly<Ntt>,
+        u1: &Poly<Ntt>,
     ) -> Ciphertext {
         let ring = self.params.ring();
         u0.add_assign(ring, &ct.polys()[0]);

@@ -69,11 +69,29 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
 /// automorphism (see `GaloisKey`), so digits and keys are read contiguously.
 pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
-    let n = ring.n();
     let basis = params.basis_qp(dec.level);
-    let ndig = dec.digits.len();
     let mut out0 = Poly::<Ntt>::zero(ring, basis);
     let mut out1 = Poly::<Ntt>::zero(ring, basis);
+    inner_product_into(params, dec, key, &mut out0, &mut out1);
+    [out0, out1]
+}
+
+/// [`inner_product`] into existing polynomials over Q_level * P (every residue overwritten).
+pub fn inner_product_into(
+    params: &Params,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    out0: &mut Poly<Ntt>,
+    out1: &mut Poly<Ntt>,
+) {
+    let ring = params.ring();
+    let n = ring.n();
+    let basis = params.basis_qp(dec.level);
+    assert!(
+        out0.basis() == basis && out1.basis() == basis,
+        "outputs over Q_level * P"
+    );
+    let ndig = dec.digits.len();
     out0.data_mut()
         .par_chunks_mut(n)
         .zip(out1.data_mut().par_chunks_mut(n))
@@ -85,7 +103,6 @@ pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey) -
             let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
             simd::dot_pairs(o0, o1, &ds, &bs, &as_, ring.modulus(basis, t));
         });
-    [out0, out1]
 }
 
 /// ModDown: from Q_level * P to Q_level, dividing by P: (x - conv([x]_P)) * P^{-1} with the
