@@ -119,24 +119,29 @@ impl BasisConverter {
             })
             .collect();
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
-        let mut v = vec![0u8; if exact { n } else { 0 }];
+        let mut v = vec![0u64; if exact { n } else { 0 }];
         v.par_chunks_mut(PAR_CHUNK)
             .enumerate()
             .for_each(|(p, chunk)| {
-                for (b, out) in chunk.chunks_mut(BLOCK).enumerate() {
-                    let start = p * PAR_CHUNK + b * BLOCK;
-                    let mut s = [0f64; BLOCK];
-                    for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
-                        for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
-                            // Residues are below 2^62: the signed conversion is one instruction,
-                            // the unsigned one a branchy sequence on baseline x86-64.
-                            *acc += x as i64 as f64 * inv;
+                simd::auto_vectorized(
+                    #[inline(always)]
+                    || {
+                        for (b, out) in chunk.chunks_mut(BLOCK).enumerate() {
+                            let start = p * PAR_CHUNK + b * BLOCK;
+                            let mut s = [0f64; BLOCK];
+                            for (yi, &inv) in y.iter().zip(&self.a_inv_f64) {
+                                for (acc, &x) in s.iter_mut().zip(&yi[start..start + out.len()]) {
+                                    // Residues are below 2^62: the signed conversion is one instruction,
+                                    // the unsigned one a branchy sequence on baseline x86-64.
+                                    *acc += x as i64 as f64 * inv;
+                                }
+                            }
+                            for (o, acc) in out.iter_mut().zip(s) {
+                                *o = acc.round() as u64;
+                            }
                         }
-                    }
-                    for (o, acc) in out.iter_mut().zip(s) {
-                        *o = acc.round() as u8;
-                    }
-                }
+                    },
+                )
             });
         PreparedConversion {
             conv: self,
@@ -152,7 +157,8 @@ pub struct PreparedConversion<'a> {
     conv: &'a BasisConverter,
     /// y_i = [x_i * (A/a_i)^{-1}]_{a_i}, one vector per source prime.
     y: Vec<Vec<u64>>,
-    v: Vec<u8>,
+    /// How many multiples of A to subtract, per coefficient (exact conversions).
+    v: Vec<u64>,
     exact: bool,
 }
 
@@ -161,16 +167,14 @@ impl PreparedConversion<'_> {
     pub fn write(&self, j: usize, out: &mut [u64]) {
         let conv = self.conv;
         let m = &conv.to[j];
-        let ys: Vec<&[u64]> = self.y.iter().map(|v| &v[..out.len()]).collect();
-        simd::dot_scalars(out, &ys, &conv.a_hat_mod_b[j], conv.from_wide, m);
+        let mut ys: Vec<&[u64]> = self.y.iter().map(|v| &v[..out.len()]).collect();
+        let mut ws = conv.a_hat_mod_b[j].clone();
         if self.exact {
-            let correction: Vec<u64> = (0..=conv.from.len() as u64)
-                .map(|c| m.mul(m.reduce(c), conv.a_mod_b[j]))
-                .collect();
-            for (o, &v) in out.iter_mut().zip(&self.v) {
-                *o = m.sub(*o, correction[usize::from(v)]);
-            }
+            // The correction -v A is one more term of the same dot product.
+            ys.push(&self.v[..out.len()]);
+            ws.push(m.neg(conv.a_mod_b[j]));
         }
+        simd::dot_scalars(out, &ys, &ws, conv.from_wide, m);
     }
 }
 

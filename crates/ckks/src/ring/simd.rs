@@ -50,6 +50,16 @@ impl Fold {
     }
 }
 
+/// Runs `f` with AVX-512 enabled where the processor has it, so that the compiler can
+/// vectorise plain loops in it (`f` must be `#[inline(always)]` to be compiled that way).
+pub fn auto_vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = x86::Ifma::try_new() {
+        return simd.vectorize(f);
+    }
+    f()
+}
+
 /// `x[i] = x[i] * w mod q` for any 64-bit `x[i]`; `w < q`.
 pub fn mul_scalar(x: &mut [u64], w: u64, m: &Modulus) {
     let ws = m.shoup(w);
