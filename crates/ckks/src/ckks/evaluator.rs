@@ -664,9 +664,8 @@ impl Evaluator {
         }
         let key = self.galois_key(g, "rotate", || format!("Galois key for element {g}"))?;
         // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
-        let [u0, u1] = keyswitch::key_switch(&self.params, ct.level, &ct.polys()[1], key);
+        let [mut u0, u1] = keyswitch::key_switch(&self.params, ct.level, &ct.polys()[1], key);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        let (mut u0, u1) = (u0, u1);
         Ok(self.finish_galois(ct, g, &mut u0, &u1))
     }
 
@@ -721,6 +720,17 @@ impl Evaluator {
         dec: &Decomposition,
         steps: i64,
     ) -> Result<Ciphertext> {
+        self.rotate_hoisted_reusing(ct, dec, steps, &mut None)
+    }
+
+    /// [`Self::rotate_hoisted_with`] with buffers kept in `work` for the next step.
+    fn rotate_hoisted_reusing(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposition,
+        steps: i64,
+        work: &mut Option<[Poly<Ntt>; 2]>,
+    ) -> Result<Ciphertext> {
         let g = self.rotation_element(steps, ct.slots);
         if g == 1 {
             return Ok(ct.clone());
@@ -735,7 +745,7 @@ impl Evaluator {
                 max: ct.level,
             });
         }
-        Ok(self.hoisted_into(ct, dec, g, key, &mut None))
+        Ok(self.hoisted_into(ct, dec, g, key, work))
     }
 
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
@@ -750,14 +760,7 @@ impl Evaluator {
         let mut work = None;
         steps
             .iter()
-            .map(|&s| {
-                let g = self.rotation_element(s, ct.slots);
-                if g == 1 {
-                    return Ok(ct.clone());
-                }
-                let key = self.galois_key(g, "rotate", || format!("rotation key for step {s}"))?;
-                Ok(self.hoisted_into(ct, &dec, g, key, &mut work))
-            })
+            .map(|&s| self.rotate_hoisted_reusing(ct, &dec, s, &mut work))
             .collect()
     }
 

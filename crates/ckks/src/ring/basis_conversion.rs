@@ -12,8 +12,8 @@ use rayon::prelude::*;
 pub struct BasisConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
-    /// [(A/a_i)^{-1}]_{a_i} and its Shoup constant.
-    a_hat_inv: Vec<(u64, u64)>,
+    /// [(A/a_i)^{-1}]_{a_i}.
+    a_hat_inv: Vec<u64>,
     /// [A/a_i]_{b_j}, row j.
     a_hat_mod_b: Vec<Vec<u64>>,
     /// [A]_{b_j}.
@@ -37,8 +37,7 @@ impl BasisConverter {
                     .enumerate()
                     .filter(|&(k, _)| k != i)
                     .fold(1u64, |acc, (_, ak)| ai.mul(acc, ai.reduce(ak.value())));
-                let inv = ai.inv(prod).unwrap_or(0);
-                (inv, ai.shoup(inv))
+                ai.inv(prod).unwrap_or(0)
             })
             .collect();
         let a_hat_mod_b = to
@@ -114,7 +113,7 @@ impl BasisConverter {
             .enumerate()
             .map(|(i, x)| {
                 let mut y = x.to_vec();
-                simd::mul_scalar(&mut y, self.a_hat_inv[i].0, &self.from[i]);
+                simd::mul_scalar(&mut y, self.a_hat_inv[i], &self.from[i]);
                 y
             })
             .collect();

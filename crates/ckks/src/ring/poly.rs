@@ -120,7 +120,7 @@ impl<R: Representation> Poly<R> {
 
     /// The same storage re-shaped to `basis` (for buffers reused across operations): the
     /// residues are unspecified (kept where the towers overlap, zero where added).
-    pub fn resized(mut self, ring: &RingContext, basis: Basis) -> Self {
+    pub(crate) fn resized(mut self, ring: &RingContext, basis: Basis) -> Self {
         self.data.resize(ring.n() * basis.len(), 0);
         self.basis = basis;
         self

@@ -3,7 +3,8 @@
 //!
 //! The ModUp result ([`Decomposition`]) does not depend on the key, so rotations of one
 //! ciphertext by many steps share it ("hoisting", Halevi-Shoup 2018): each extra rotation
-//! only permutes the digits in the NTT domain, multiplies, and divides by P.
+//! only multiplies by its key, divides by P and permutes the two results (Galois keys switch
+//! c_1 before the automorphism; see `GaloisKey`).
 
 use super::keys::SwitchingKey;
 use crate::params::Params;
