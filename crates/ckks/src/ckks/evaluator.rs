@@ -664,9 +664,10 @@ impl Evaluator {
         }
         let key = self.galois_key(g, "rotate", || format!("Galois key for element {g}"))?;
         // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
-        let [mut u0, u1] = keyswitch::key_switch(&self.params, ct.level, &ct.polys()[1], key);
+        let dec = keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        Ok(self.finish_galois(ct, g, &mut u0, &u1))
+        let [a, b] = keyswitch::inner_product(&self.params, &dec, key);
+        Ok(self.finish_galois(ct, g, &a, &b))
     }
 
     /// Galois element of a rotation by `steps` within `slots` slots.
@@ -764,8 +765,8 @@ impl Evaluator {
             .collect()
     }
 
-    /// Inner product and ModDown of one hoisted rotation in the buffers `work` (reused across
-    /// the rotations of [`Self::rotate_hoisted`]: no temporaries are allocated or zeroed per
+    /// The inner product of one hoisted rotation in the buffers `work` (reused across the
+    /// rotations of [`Self::rotate_hoisted`]: no temporaries are allocated or zeroed per
     /// rotation), then [`Self::finish_galois`].
     fn hoisted_into(
         &self,
@@ -782,26 +783,19 @@ impl Evaluator {
             None => [Poly::zero(ring, basis), Poly::zero(ring, basis)],
         };
         keyswitch::inner_product_into(&self.params, dec, key, &mut a, &mut b);
-        let (mut u0, u1) = rayon::join(
-            || keyswitch::mod_down(&self.params, a),
-            || keyswitch::mod_down(&self.params, b),
-        );
-        let out = self.finish_galois(ct, g, &mut u0, &u1);
-        *work = Some([u0, u1]);
+        let out = self.finish_galois(ct, g, &a, &b);
+        *work = Some([a, b]);
         out
     }
 
-    /// (sigma_g(c_0 + u_0), sigma_g(u_1)) from the switched c_1 = (u_0, u_1).
-    fn finish_galois(
-        &self,
-        ct: &Ciphertext,
-        g: u64,
-        u0: &mut Poly<Ntt>,
-        u1: &Poly<Ntt>,
-    ) -> Ciphertext {
-        let ring = self.params.ring();
-        u0.add_assign(ring, &ct.polys()[0]);
-        let (c0, c1) = rayon::join(|| u0.automorphism(ring, g), || u1.automorphism(ring, g));
+    /// (sigma_g(c_0 + ModDown(a)), sigma_g(ModDown(b))) from the inner product (a, b) of the
+    /// switched c_1, each in one fused pass per tower.
+    fn finish_galois(&self, ct: &Ciphertext, g: u64, a: &Poly<Ntt>, b: &Poly<Ntt>) -> Ciphertext {
+        let p = &self.params;
+        let (c0, c1) = rayon::join(
+            || keyswitch::mod_down_finish(p, a, Some(&ct.polys()[0]), Some(g)),
+            || keyswitch::mod_down_finish(p, b, None, Some(g)),
+        );
         self.counters.rot.fetch_add(1, Ordering::Relaxed);
         Ciphertext::new(
             self.params.clone(),

@@ -106,17 +106,18 @@ impl BasisConverter {
     /// [`PreparedConversion::write`] produces one output residue vector at a time (so a
     /// caller can transform and consume it while it is in cache).
     pub fn prepare(&self, input: &[&[u64]], exact: bool) -> PreparedConversion<'_> {
+        self.prepare_owned(input.par_iter().map(|x| x.to_vec()).collect(), exact)
+    }
+
+    /// [`Self::prepare`] of residue vectors the conversion may overwrite (saves a copy).
+    pub fn prepare_owned(&self, mut input: Vec<Vec<u64>>, exact: bool) -> PreparedConversion<'_> {
         let n = input.first().map_or(0, |t| t.len());
         // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
-        let y: Vec<Vec<u64>> = input
-            .par_iter()
+        input
+            .par_iter_mut()
             .enumerate()
-            .map(|(i, x)| {
-                let mut y = x.to_vec();
-                simd::mul_scalar(&mut y, self.a_hat_inv[i], &self.from[i]);
-                y
-            })
-            .collect();
+            .for_each(|(i, y)| simd::mul_scalar(y, self.a_hat_inv[i], &self.from[i]));
+        let y = input;
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
         let mut v = vec![0u64; if exact { n } else { 0 }];
         v.par_chunks_mut(PAR_CHUNK)

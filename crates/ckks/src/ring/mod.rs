@@ -12,7 +12,7 @@ pub mod ntt;
 mod poly;
 pub(crate) mod simd;
 
-pub use basis_conversion::BasisConverter;
+pub use basis_conversion::{BasisConverter, PreparedConversion};
 pub use modulus::{Modulus, generate_primes, is_prime};
 pub use ntt::{NttBackend, NttOperator};
 pub use poly::{Coeff, Ntt, Poly, Representation};

@@ -23,6 +23,21 @@ fn is_wide(q: &Modulus) -> bool {
     q.value() >= 1 << 52
 }
 
+/// Whether the all-IFMA fold applies: 52-bit Shoup remainders in [0, 2q) fit 52 bits.
+#[inline]
+fn folds_in_52_bits(q: &Modulus) -> bool {
+    q.value() < 1 << 51
+}
+
+/// floor(w 2^52 / q) for primes below 2^51 (0 otherwise: the constant is then unused).
+fn shoup52(w: u64, m: &Modulus) -> u64 {
+    if folds_in_52_bits(m) {
+        (((w as u128) << 52) / m.value() as u128) as u64
+    } else {
+        0
+    }
+}
+
 /// Constants to fold three 52-bit columns modulo q (see the module comment).
 #[derive(Clone, Copy, Debug)]
 struct Fold {
@@ -33,6 +48,11 @@ struct Fold {
     r52_s: u64,
     r104: u64,
     r104_s: u64,
+    /// 52-bit Shoup constants floor(w 2^52 / q) of 1, 2^52 and 2^104 mod q, for the
+    /// all-IFMA fold of primes below 2^51 (zero, unused, for larger primes).
+    one_s52: u64,
+    r52_s52: u64,
+    r104_s52: u64,
 }
 
 impl Fold {
@@ -46,6 +66,9 @@ impl Fold {
             r52_s: m.shoup(r52),
             r104,
             r104_s: m.shoup(r104),
+            one_s52: shoup52(1, m),
+            r52_s52: shoup52(r52, m),
+            r104_s52: shoup52(r104, m),
         }
     }
 }
@@ -205,7 +228,7 @@ mod token {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     pub use super::token::Ifma;
-    use super::{Fold, Modulus, is_wide, scalar};
+    use super::{Fold, Modulus, folds_in_52_bits, is_wide, scalar};
     use core::arch::x86_64::__m512i;
     use pulp::cast;
 
@@ -286,9 +309,52 @@ pub(crate) mod x86 {
             s = self.reduce_below(s, c.q2);
             self.reduce_below(s, c.q)
         }
+        /// x * w mod q in [0, 2q) for x < 2^52, w < q < 2^51, ws = floor(w 2^52 / q): Shoup's
+        /// multiplication in 52-bit digits, three IFMA instructions. The true remainder is
+        /// below 2q < 2^52, so the difference of the two low halves modulo 2^52 is exact.
+        #[inline(always)]
+        fn shoup52_lazy(self, x: V, w: V, ws: V, q: V, mask: V) -> V {
+            let zero = self.splat(0);
+            let quot = self.hi52(zero, x, ws);
+            let f = self.avx512f;
+            f._mm512_and_si512(
+                self.sub(self.lo52(zero, x, w), self.lo52(zero, quot, q)),
+                mask,
+            )
+        }
+        /// [`Self::fold`] for primes below 2^51 with IFMA only (no 64-bit multiplies, which
+        /// AVX-512 lacks or splits into several instructions): carry the columns into 52-bit
+        /// digits, then three 52-bit Shoup multiplications by 1, 2^52 and 2^104 mod q.
+        /// Needs c2 + (carries) < 2^52, true for any column sums of the kernels below.
+        #[inline(always)]
+        fn fold_narrow(self, c: &FoldV, c0: V, c1: V, c2: Option<V>) -> V {
+            let f = self.avx512f;
+            let mask = c.mask52;
+            let c1 = self.add(c1, self.shr52(c0));
+            let c0 = f._mm512_and_si512(c0, mask);
+            let c2 = self.add(c2.unwrap_or(self.splat(0)), self.shr52(c1));
+            let c1 = f._mm512_and_si512(c1, mask);
+            // c0 * 1: the low product is c0 itself.
+            let zero = self.splat(0);
+            let r0 = f._mm512_and_si512(
+                self.sub(c0, self.lo52(zero, self.hi52(zero, c0, c.one_s52), c.q)),
+                mask,
+            );
+            let r1 = self.shoup52_lazy(c1, c.r52, c.r52_s52, c.q, mask);
+            let r2 = self.shoup52_lazy(c2, c.r104, c.r104_s52, c.q, mask);
+            // Each remainder is below 2q: the sum is below 6q < 2^64.
+            let mut s = self.add(self.add(r0, r1), r2);
+            s = self.reduce_below(s, c.q4);
+            s = self.reduce_below(s, c.q2);
+            self.reduce_below(s, c.q)
+        }
         #[inline(always)]
         fn fold_consts(self, f: &Fold) -> FoldV {
             FoldV {
+                mask52: self.splat((1 << 52) - 1),
+                one_s52: self.splat(f.one_s52),
+                r52_s52: self.splat(f.r52_s52),
+                r104_s52: self.splat(f.r104_s52),
                 q: self.splat(f.q),
                 q2: self.splat(2 * f.q),
                 q4: self.splat(4 * f.q),
@@ -302,6 +368,10 @@ pub(crate) mod x86 {
     }
 
     struct FoldV {
+        mask52: V,
+        one_s52: V,
+        r52_s52: V,
+        r104_s52: V,
         q: V,
         q2: V,
         q4: V,
@@ -353,16 +423,19 @@ pub(crate) mod x86 {
         m: &Modulus,
     ) {
         let ws_wide = is_wide(m);
-        match (ys_wide, ws_wide) {
-            (false, false) => dot_scalars_impl::<false, false>(simd, out, ys, ws, m),
-            (true, false) => dot_scalars_impl::<true, false>(simd, out, ys, ws, m),
-            (false, true) => dot_scalars_impl::<false, true>(simd, out, ys, ws, m),
-            (true, true) => dot_scalars_impl::<true, true>(simd, out, ys, ws, m),
+        let nf = folds_in_52_bits(m);
+        match (ys_wide, ws_wide, nf) {
+            (false, false, true) => dot_scalars_impl::<false, false, true>(simd, out, ys, ws, m),
+            (true, false, true) => dot_scalars_impl::<true, false, true>(simd, out, ys, ws, m),
+            (false, false, false) => dot_scalars_impl::<false, false, false>(simd, out, ys, ws, m),
+            (true, false, false) => dot_scalars_impl::<true, false, false>(simd, out, ys, ws, m),
+            (false, true, _) => dot_scalars_impl::<false, true, false>(simd, out, ys, ws, m),
+            (true, true, _) => dot_scalars_impl::<true, true, false>(simd, out, ys, ws, m),
         }
     }
 
     #[inline(always)]
-    fn dot_scalars_impl<const YW: bool, const WW: bool>(
+    fn dot_scalars_impl<const YW: bool, const WW: bool, const NF: bool>(
         simd: Ifma,
         out: &mut [u64],
         ys: &[&[u64]],
@@ -400,7 +473,12 @@ pub(crate) mod x86 {
                             }
                         }
                     }
-                    *chunk = cast(simd.fold(&c, c0, c1, (YW || WW).then_some(c2)));
+                    let c2 = (YW || WW).then_some(c2);
+                    *chunk = cast(if NF {
+                        simd.fold_narrow(&c, c0, c1, c2)
+                    } else {
+                        simd.fold(&c, c0, c1, c2)
+                    });
                 }
                 let tails: Vec<&[u64]> = ys.iter().map(|y| &y[n8..out.len()]).collect();
                 scalar::dot_scalars(&mut out[n8..], &tails, ws, m);
@@ -418,14 +496,16 @@ pub(crate) mod x86 {
         m: &Modulus,
     ) {
         if is_wide(m) {
-            dot_pairs_impl::<true>(simd, out_b, out_a, ds, bs, as_, m)
+            dot_pairs_impl::<true, false>(simd, out_b, out_a, ds, bs, as_, m)
+        } else if folds_in_52_bits(m) {
+            dot_pairs_impl::<false, true>(simd, out_b, out_a, ds, bs, as_, m)
         } else {
-            dot_pairs_impl::<false>(simd, out_b, out_a, ds, bs, as_, m)
+            dot_pairs_impl::<false, false>(simd, out_b, out_a, ds, bs, as_, m)
         }
     }
 
     #[inline(always)]
-    fn dot_pairs_impl<'a, const WIDE: bool>(
+    fn dot_pairs_impl<'a, const WIDE: bool, const NF: bool>(
         simd: Ifma,
         out_b: &mut [u64],
         out_a: &mut [u64],
@@ -470,8 +550,15 @@ pub(crate) mod x86 {
                         mac(&mut ca, x, x1, load(as_[j], at));
                     }
                     let wide = WIDE.then_some(());
-                    let rb = simd.fold(&c, cb[0], cb[1], wide.map(|_| cb[2]));
-                    let ra = simd.fold(&c, ca[0], ca[1], wide.map(|_| ca[2]));
+                    let fold = |cols: [V; 3]| {
+                        let c2 = wide.map(|_| cols[2]);
+                        if NF {
+                            simd.fold_narrow(&c, cols[0], cols[1], c2)
+                        } else {
+                            simd.fold(&c, cols[0], cols[1], c2)
+                        }
+                    };
+                    let (rb, ra) = (fold(cb), fold(ca));
                     let (ob, _) = pulp::as_arrays_mut::<8, u64>(&mut out_b[at..at + 8]);
                     ob[0] = cast(rb);
                     let (oa, _) = pulp::as_arrays_mut::<8, u64>(&mut out_a[at..at + 8]);

@@ -9,7 +9,7 @@
 use super::keys::SwitchingKey;
 use crate::params::Params;
 use crate::ring::simd;
-use crate::ring::{Coeff, Ntt, Poly};
+use crate::ring::{Basis, Coeff, Ntt, Poly, PreparedConversion};
 use rayon::prelude::*;
 
 /// The digits of a polynomial at some level, each extended to Q_level * P, in NTT form.
@@ -127,54 +127,129 @@ pub fn mod_down_rescale(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
 }
 
 fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
+    let division = Division::new(params, &x, rescale);
+    let mut out = x;
+    out.truncate(division.out_basis);
+    // One output tower at a time: convert, transform and subtract while it is in cache.
+    out.data_mut()
+        .par_chunks_mut(params.ring().n())
+        .enumerate()
+        .for_each_init(
+            || division.scratch(),
+            |c, (i, o)| {
+                division.converted_tower(i, c);
+                simd::sub_mul_scalar(o, c, division.weights[i], params.ring().q(i));
+            },
+        );
+    out
+}
+
+/// ModDown fused with what a key switch does next, in one pass per tower into a new
+/// polynomial: `sigma_g(ModDown(x) + add)` (no automorphism when `g` is `None`, no addend
+/// when `add` is `None`; `add` is modulo Q_level or more). A rotation's c_0 is
+/// `sigma_g(c_0 + ModDown(u_0))`: fusing saves two passes over the result and a temporary.
+pub fn mod_down_finish(
+    params: &Params,
+    x: &Poly<Ntt>,
+    add: Option<&Poly<Ntt>>,
+    g: Option<u64>,
+) -> Poly<Ntt> {
     let ring = params.ring();
     let n = ring.n();
-    let basis = x.basis();
-    let level = basis.q - 1;
-    let k = basis.p;
-    // The towers divided out (P, and q_level when rescaling) in coefficient form.
-    let mut removed: Vec<(usize, Vec<u64>)> = (0..k)
-        .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
-        .collect();
-    if rescale {
-        removed.push((level, x.tower(level).to_vec()));
-    }
-    removed
-        .par_iter_mut()
-        .for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
-    let out_q = if rescale { level } else { level + 1 };
-    let converter = match (rescale, params.mod_down_rescale(level)) {
-        (true, Some(c)) => c,
-        _ => params.mod_down(level),
-    };
-    let inputs: Vec<&[u64]> = removed.iter().map(|(_, v)| v.as_slice()).collect();
-    // Exact conversion: the fast one returns [x]_P + u P with 0 <= u < k, a one-sided error
-    // of up to k units in every coefficient. Its bias adds up in the slots (measured: the
-    // paper-setting training's weights drift from 2e-7 to 3.5e-5 at its small scales).
-    let prepared = converter.prepare(&inputs, true);
-    let p_inv = params.p_inv_mod_q();
-    let out_basis = params.basis_q(out_q - 1);
-    let mut out = x;
-    out.truncate(out_basis);
-    // One output tower at a time: convert, transform and subtract while it is in cache.
+    let division = Division::new(params, x, false);
+    let perm = g.map(|g| ring.galois_permutation(g));
+    let mut out = Poly::<Ntt>::zero(ring, division.out_basis);
     out.data_mut().par_chunks_mut(n).enumerate().for_each_init(
-        || vec![0u64; n],
+        || division.scratch(),
         |c, (i, o)| {
             let m = ring.q(i);
-            prepared.write(i, c);
-            ring.ntt(out_basis, i).forward(c);
-            let w = if rescale {
-                m.mul(
-                    p_inv[i],
-                    m.inv(m.reduce(ring.q(level).value())).unwrap_or(0),
-                )
-            } else {
-                p_inv[i]
-            };
-            simd::sub_mul_scalar(o, c, w, m);
+            division.converted_tower(i, c);
+            // c = (x_i - c) * P^{-1} = (c - x_i) * (-P^{-1}).
+            simd::sub_mul_scalar(c, x.tower(i), m.neg(division.weights[i]), m);
+            if let Some(a) = add {
+                for (c, &a) in c.iter_mut().zip(a.tower(i)) {
+                    *c = m.add(*c, a);
+                }
+            }
+            match &perm {
+                Some(perm) => {
+                    for (o, &j) in o.iter_mut().zip(perm.iter()) {
+                        *o = c[j as usize];
+                    }
+                }
+                None => o.copy_from_slice(c),
+            }
         },
     );
     out
+}
+
+/// The input side of a division by P (and q_level when rescaling) with rounding:
+/// (x - [x]_D) / D with [x]_D the centered residue, extended exactly to the kept primes.
+struct Division<'a> {
+    params: &'a Params,
+    prepared: PreparedConversion<'a>,
+    out_basis: Basis,
+    /// D^{-1} modulo each kept prime.
+    weights: Vec<u64>,
+}
+
+impl<'a> Division<'a> {
+    fn new(params: &'a Params, x: &Poly<Ntt>, rescale: bool) -> Self {
+        let ring = params.ring();
+        let basis = x.basis();
+        let level = basis.q - 1;
+        // The towers divided out (P, and q_level when rescaling) in coefficient form.
+        let mut removed: Vec<(usize, Vec<u64>)> = (0..basis.p)
+            .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
+            .collect();
+        if rescale {
+            removed.push((level, x.tower(level).to_vec()));
+        }
+        removed
+            .par_iter_mut()
+            .for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
+        let out_q = if rescale { level } else { level + 1 };
+        let converter = match (rescale, params.mod_down_rescale(level)) {
+            (true, Some(c)) => c,
+            _ => params.mod_down(level),
+        };
+        // Exact conversion: the fast one returns [x]_P + u P with 0 <= u < k, a one-sided
+        // error of up to k units in every coefficient. Its bias adds up in the slots
+        // (measured: the paper-setting training's weights drift from 2e-7 to 3.5e-5 at its
+        // small scales).
+        let prepared = converter.prepare_owned(removed.into_iter().map(|(_, v)| v).collect(), true);
+        let p_inv = params.p_inv_mod_q();
+        let weights = (0..out_q)
+            .map(|i| {
+                let m = ring.q(i);
+                if rescale {
+                    m.mul(
+                        p_inv[i],
+                        m.inv(m.reduce(ring.q(level).value())).unwrap_or(0),
+                    )
+                } else {
+                    p_inv[i]
+                }
+            })
+            .collect();
+        Self {
+            params,
+            prepared,
+            out_basis: params.basis_q(out_q - 1),
+            weights,
+        }
+    }
+
+    fn scratch(&self) -> Vec<u64> {
+        vec![0u64; self.params.ring().n()]
+    }
+
+    /// [x]_D extended to kept prime `i`, in NTT form, into `c`.
+    fn converted_tower(&self, i: usize, c: &mut [u64]) {
+        self.prepared.write(i, c);
+        self.params.ring().ntt(self.out_basis, i).forward(c);
+    }
 }
 
 /// x += P * y on the Q towers of x (y modulo Q_level, x modulo Q_level * P; P * y is 0 on
