@@ -619,7 +619,6 @@ impl Evaluator {
             }
         }
         let key = self.relin_key("relinearize")?;
-        let ring = self.params.ring();
         let level = ct.level;
         let polys = ct.polys_mut();
         let c2 = polys.pop().ok_or(Error::Degree {
@@ -627,9 +626,16 @@ impl Evaluator {
             degree: 0,
             expected: 2,
         })?;
-        let [u0, u1] = keyswitch::key_switch(&self.params, level, &c2, key);
-        polys[0].add_assign(ring, &u0);
-        polys[1].add_assign(ring, &u1);
+        let dec = keyswitch::decompose(&self.params, level, &c2);
+        let [c0, c1] = keyswitch::switch_finish(
+            &self.params,
+            &dec,
+            key,
+            [Some(&polys[0]), Some(&polys[1])],
+            None,
+        );
+        polys[0] = c0;
+        polys[1] = c1;
         self.counters.relin.fetch_add(1, Ordering::Relaxed);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -666,8 +672,7 @@ impl Evaluator {
         // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
         let dec = keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
-        let [a, b] = keyswitch::inner_product(&self.params, &dec, key);
-        Ok(self.finish_galois(ct, g, &a, &b))
+        Ok(self.switch_galois(ct, &dec, g, key))
     }
 
     /// Galois element of a rotation by `steps` within `slots` slots.
@@ -721,17 +726,6 @@ impl Evaluator {
         dec: &Decomposition,
         steps: i64,
     ) -> Result<Ciphertext> {
-        self.rotate_hoisted_reusing(ct, dec, steps, &mut None)
-    }
-
-    /// [`Self::rotate_hoisted_with`] with buffers kept in `work` for the next step.
-    fn rotate_hoisted_reusing(
-        &self,
-        ct: &Ciphertext,
-        dec: &Decomposition,
-        steps: i64,
-        work: &mut Option<[Poly<Ntt>; 2]>,
-    ) -> Result<Ciphertext> {
         let g = self.rotation_element(steps, ct.slots);
         if g == 1 {
             return Ok(ct.clone());
@@ -746,7 +740,7 @@ impl Evaluator {
                 max: ct.level,
             });
         }
-        Ok(self.hoisted_into(ct, dec, g, key, work))
+        Ok(self.switch_galois(ct, dec, g, key))
     }
 
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
@@ -758,43 +752,27 @@ impl Evaluator {
             }
         }
         let dec = self.decompose(ct)?;
-        let mut work = None;
         steps
             .iter()
-            .map(|&s| self.rotate_hoisted_reusing(ct, &dec, s, &mut work))
+            .map(|&s| self.rotate_hoisted_with(ct, &dec, s))
             .collect()
     }
 
-    /// The inner product of one hoisted rotation in the buffers `work` (reused across the
-    /// rotations of [`Self::rotate_hoisted`]: no temporaries are allocated or zeroed per
-    /// rotation), then [`Self::finish_galois`].
-    fn hoisted_into(
+    /// (sigma_g(c_0 + u_0), sigma_g(u_1)) with (u_0, u_1) the switched c_1 (from its
+    /// decomposition `dec`), in one fused pass per tower.
+    fn switch_galois(
         &self,
         ct: &Ciphertext,
         dec: &Decomposition,
         g: u64,
         key: &SwitchingKey,
-        work: &mut Option<[Poly<Ntt>; 2]>,
     ) -> Ciphertext {
-        let basis = self.params.basis_qp(dec.level);
-        let ring = self.params.ring();
-        let [mut a, mut b] = match work.take() {
-            Some([a, b]) => [a.resized(ring, basis), b.resized(ring, basis)],
-            None => [Poly::zero(ring, basis), Poly::zero(ring, basis)],
-        };
-        keyswitch::inner_product_into(&self.params, dec, key, &mut a, &mut b);
-        let out = self.finish_galois(ct, g, &a, &b);
-        *work = Some([a, b]);
-        out
-    }
-
-    /// (sigma_g(c_0 + ModDown(a)), sigma_g(ModDown(b))) from the inner product (a, b) of the
-    /// switched c_1, each in one fused pass per tower.
-    fn finish_galois(&self, ct: &Ciphertext, g: u64, a: &Poly<Ntt>, b: &Poly<Ntt>) -> Ciphertext {
-        let p = &self.params;
-        let (c0, c1) = rayon::join(
-            || keyswitch::mod_down_finish(p, a, Some(&ct.polys()[0]), Some(g)),
-            || keyswitch::mod_down_finish(p, b, None, Some(g)),
+        let [c0, c1] = keyswitch::switch_finish(
+            &self.params,
+            dec,
+            key,
+            [Some(&ct.polys()[0]), None],
+            Some(g),
         );
         self.counters.rot.fetch_add(1, Ordering::Relaxed);
         Ciphertext::new(

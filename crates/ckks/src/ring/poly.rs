@@ -118,14 +118,6 @@ impl<R: Representation> Poly<R> {
         }
     }
 
-    /// The same storage re-shaped to `basis` (for buffers reused across operations): the
-    /// residues are unspecified (kept where the towers overlap, zero where added).
-    pub(crate) fn resized(mut self, ring: &RingContext, basis: Basis) -> Self {
-        self.data.resize(ring.n() * basis.len(), 0);
-        self.basis = basis;
-        self
-    }
-
     /// A copy restricted to `basis` (a sub-basis).
     pub fn truncated(&self, basis: Basis) -> Self {
         let mut data = Vec::with_capacity(self.n * basis.len());

@@ -95,13 +95,20 @@ pub fn mul_scalar(x: &mut [u64], w: u64, m: &Modulus) {
 
 /// `out[i] = (out[i] - sub[i]) * w mod q` for reduced `out[i]`, `sub[i]`; `w < q`.
 pub fn sub_mul_scalar(out: &mut [u64], sub: &[u64], w: u64, m: &Modulus) {
+    sub_mul_add_scalar(out, sub, w, None, m);
+}
+
+/// `out[i] = (out[i] - sub[i]) * w + add[i] mod q` (no addend when `add` is `None`) for
+/// reduced inputs; `w < q`. The last step of a division by P (ModDown, rescale).
+pub fn sub_mul_add_scalar(out: &mut [u64], sub: &[u64], w: u64, add: Option<&[u64]>, m: &Modulus) {
     debug_assert_eq!(out.len(), sub.len());
+    debug_assert!(add.is_none_or(|a| a.len() >= out.len()));
     let ws = m.shoup(w);
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = x86::Ifma::try_new() {
-        return x86::sub_mul_scalar(simd, out, sub, w, ws, m.value());
+        return x86::sub_mul_add_scalar(simd, out, sub, w, ws, add, m.value());
     }
-    scalar::sub_mul_scalar(out, sub, w, ws, m);
+    scalar::sub_mul_add_scalar(out, sub, w, ws, add, m);
 }
 
 /// `out[c] = sum_i ys[i][c] * ws[i] mod q`: one output prime of a base conversion.
@@ -147,9 +154,20 @@ pub(crate) mod scalar {
         }
     }
 
-    pub fn sub_mul_scalar(out: &mut [u64], sub: &[u64], w: u64, ws: u64, m: &Modulus) {
-        for (o, &s) in out.iter_mut().zip(sub) {
-            *o = m.mul_shoup(m.sub(*o, s), w, ws);
+    pub fn sub_mul_add_scalar(
+        out: &mut [u64],
+        sub: &[u64],
+        w: u64,
+        ws: u64,
+        add: Option<&[u64]>,
+        m: &Modulus,
+    ) {
+        for (i, (o, &s)) in out.iter_mut().zip(sub).enumerate() {
+            let r = m.mul_shoup(m.sub(*o, s), w, ws);
+            *o = match add {
+                Some(a) => m.add(r, a[i]),
+                None => r,
+            };
         }
     }
 
@@ -397,19 +415,66 @@ pub(crate) mod x86 {
         )
     }
 
-    pub fn sub_mul_scalar(simd: Ifma, out: &mut [u64], sub: &[u64], w: u64, ws: u64, q: u64) {
+    pub fn sub_mul_add_scalar(
+        simd: Ifma,
+        out: &mut [u64],
+        sub: &[u64],
+        w: u64,
+        ws: u64,
+        add: Option<&[u64]>,
+        q: u64,
+    ) {
+        let m = Modulus::new(q);
+        if folds_in_52_bits(&m) {
+            sub_mul_add_impl::<true>(simd, out, sub, w, ws, add, &m)
+        } else {
+            sub_mul_add_impl::<false>(simd, out, sub, w, ws, add, &m)
+        }
+    }
+
+    /// NARROW (q < 2^51): the difference o + q - s < 2q < 2^52 is multiplied with 52-bit
+    /// Shoup (three IFMA instructions) instead of the 64-bit one.
+    #[inline(always)]
+    fn sub_mul_add_impl<const NARROW: bool>(
+        simd: Ifma,
+        out: &mut [u64],
+        sub: &[u64],
+        w: u64,
+        ws: u64,
+        add: Option<&[u64]>,
+        m: &Modulus,
+    ) {
+        let q = m.value();
+        let ws52 = super::shoup52(w, m);
         simd.vectorize(
             #[inline(always)]
             || {
-                let (body, tail) = pulp::as_arrays_mut::<8, u64>(out);
-                let (sbody, stail) = pulp::as_arrays::<8, u64>(sub);
+                let (ws52v, mask) = (simd.splat(ws52), simd.splat((1 << 52) - 1));
+                let n8 = out.len() / 8 * 8;
+                let (body, _) = pulp::as_arrays_mut::<8, u64>(&mut out[..n8]);
+                let (sbody, _) = pulp::as_arrays::<8, u64>(&sub[..n8]);
                 let (wv, wsv, qv) = (simd.splat(w), simd.splat(ws), simd.splat(q));
-                for (chunk, s) in body.iter_mut().zip(sbody) {
+                let q2 = simd.splat(2 * q);
+                for (b, (chunk, s)) in body.iter_mut().zip(sbody).enumerate() {
                     // (o + q - s) < 2q is a valid Shoup input: no reduction before multiplying.
                     let d = simd.sub(simd.add(cast(*chunk), qv), cast(*s));
-                    *chunk = cast(simd.reduce_below(simd.shoup_lazy(d, wv, wsv, qv), qv));
+                    let r = if NARROW {
+                        simd.shoup52_lazy(d, wv, ws52v, qv, mask)
+                    } else {
+                        simd.shoup_lazy(d, wv, wsv, qv)
+                    };
+                    *chunk = cast(match add {
+                        // r + a < 3q.
+                        Some(a) => {
+                            let (av, _) = pulp::as_arrays::<8, u64>(&a[8 * b..8 * b + 8]);
+                            let t = simd.reduce_below(simd.add(r, cast(av[0])), q2);
+                            simd.reduce_below(t, qv)
+                        }
+                        None => simd.reduce_below(r, qv),
+                    });
                 }
-                scalar::sub_mul_scalar(tail, stail, w, ws, &Modulus::new(q));
+                let add_tail = add.map(|a| &a[n8..out.len()]);
+                scalar::sub_mul_add_scalar(&mut out[n8..], &sub[n8..], w, ws, add_tail, m);
             },
         )
     }
@@ -646,10 +711,13 @@ mod tests {
             // sub_mul_scalar.
             let o = residues(&mut rng, m, LEN);
             let s = residues(&mut rng, m, LEN);
-            let (mut a, mut b) = (o.clone(), o.clone());
-            scalar::sub_mul_scalar(&mut a, &s, w, ws, m);
-            x86::sub_mul_scalar(simd, &mut b, &s, w, ws, m.value());
-            assert_eq!(a, b, "sub_mul_scalar q={}", m.value());
+            let add = residues(&mut rng, m, LEN);
+            for add in [None, Some(add.as_slice())] {
+                let (mut a, mut b) = (o.clone(), o.clone());
+                scalar::sub_mul_add_scalar(&mut a, &s, w, ws, add, m);
+                x86::sub_mul_add_scalar(simd, &mut b, &s, w, ws, add, m.value());
+                assert_eq!(a, b, "sub_mul_add_scalar q={}", m.value());
+            }
             // dot_scalars with sources of every size (narrow and wide), up to 20 terms.
             for k in [1usize, 3, 7, 20] {
                 let srcs: Vec<Vec<u64>> = (0..k)

@@ -127,7 +127,14 @@ pub fn mod_down_rescale(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
 }
 
 fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
-    let division = Division::new(params, &x, rescale);
+    let basis = x.basis();
+    let mut removed: IndexedTowers = (0..basis.p)
+        .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
+        .collect();
+    if rescale {
+        removed.push((basis.q - 1, x.tower(basis.q - 1).to_vec()));
+    }
+    let division = Division::new(params, basis, removed, rescale);
     let mut out = x;
     out.truncate(division.out_basis);
     // One output tower at a time: convert, transform and subtract while it is in cache.
@@ -144,45 +151,90 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     out
 }
 
-/// ModDown fused with what a key switch does next, in one pass per tower into a new
-/// polynomial: `sigma_g(ModDown(x) + add)` (no automorphism when `g` is `None`, no addend
-/// when `add` is `None`; `add` is modulo Q_level or more). A rotation's c_0 is
-/// `sigma_g(c_0 + ModDown(u_0))`: fusing saves two passes over the result and a temporary.
-pub fn mod_down_finish(
+/// A whole key switch finished in one pass per output tower: with (b, a) the inner products
+/// of `dec` with `key`, returns `[sigma_g(add_0 + ModDown(b)), sigma_g(add_1 + ModDown(a))]`
+/// (no automorphism when `g` is `None`; addends modulo Q_level or more, or none).
+///
+/// Only the P towers of the inner products are computed up front (the conversion needs all
+/// of them); each Q tower's inner product, division by P, addend and automorphism then run
+/// while the tower is in cache, so the Q part of the products is never stored. A rotation is
+/// `add_0 = c_0`, relinearisation `add = (c_0, c_1)` without automorphism.
+pub fn switch_finish(
     params: &Params,
-    x: &Poly<Ntt>,
-    add: Option<&Poly<Ntt>>,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    add: [Option<&Poly<Ntt>>; 2],
     g: Option<u64>,
-) -> Poly<Ntt> {
+) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
     let n = ring.n();
-    let division = Division::new(params, x, false);
+    let basis = params.basis_qp(dec.level);
+    let ndig = dec.digits.len();
+    let products = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
+        let kt = ring.modulus_index(basis, t);
+        let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
+        let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
+        let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
+        simd::dot_pairs(ob, oa, &ds, &bs, &as_, ring.modulus(basis, t));
+    };
+    let (removed_b, removed_a): (IndexedTowers, IndexedTowers) = (basis.q..basis.len())
+        .into_par_iter()
+        .map(|t| {
+            let (mut ob, mut oa) = (vec![0u64; n], vec![0u64; n]);
+            products(t, &mut ob, &mut oa);
+            ((t, ob), (t, oa))
+        })
+        .unzip();
+    let (div_b, div_a) = rayon::join(
+        || Division::new(params, basis, removed_b, false),
+        || Division::new(params, basis, removed_a, false),
+    );
     let perm = g.map(|g| ring.galois_permutation(g));
-    let mut out = Poly::<Ntt>::zero(ring, division.out_basis);
-    out.data_mut().par_chunks_mut(n).enumerate().for_each_init(
-        || division.scratch(),
-        |c, (i, o)| {
-            let m = ring.q(i);
-            division.converted_tower(i, c);
-            // c = (x_i - c) * P^{-1} = (c - x_i) * (-P^{-1}).
-            simd::sub_mul_scalar(c, x.tower(i), m.neg(division.weights[i]), m);
-            if let Some(a) = add {
-                for (c, &a) in c.iter_mut().zip(a.tower(i)) {
-                    *c = m.add(*c, a);
-                }
-            }
-            match &perm {
-                Some(perm) => {
-                    for (o, &j) in o.iter_mut().zip(perm.iter()) {
-                        *o = c[j as usize];
+    let out_basis = div_b.out_basis;
+    let mut out_b = Poly::<Ntt>::zero(ring, out_basis);
+    let mut out_a = Poly::<Ntt>::zero(ring, out_basis);
+    out_b
+        .data_mut()
+        .par_chunks_mut(n)
+        .zip(out_a.data_mut().par_chunks_mut(n))
+        .enumerate()
+        .for_each_init(
+            || {
+                [
+                    div_b.scratch(),
+                    div_b.scratch(),
+                    div_b.scratch(),
+                    div_b.scratch(),
+                ]
+            },
+            |[sb, sa, cb, ca], (i, (ob, oa))| {
+                let m = ring.q(i);
+                let w = div_b.weights[i];
+                // Without an automorphism the products go straight to the output.
+                let (pb, pa) = match perm {
+                    Some(_) => (&mut sb[..], &mut sa[..]),
+                    None => (&mut ob[..], &mut oa[..]),
+                };
+                products(i, pb, pa);
+                div_b.converted_tower(i, cb);
+                div_a.converted_tower(i, ca);
+                simd::sub_mul_add_scalar(pb, cb, w, add[0].map(|p| p.tower(i)), m);
+                simd::sub_mul_add_scalar(pa, ca, w, add[1].map(|p| p.tower(i)), m);
+                if let Some(perm) = &perm {
+                    for (o, &j) in ob.iter_mut().zip(perm.iter()) {
+                        *o = sb[j as usize];
+                    }
+                    for (o, &j) in oa.iter_mut().zip(perm.iter()) {
+                        *o = sa[j as usize];
                     }
                 }
-                None => o.copy_from_slice(c),
-            }
-        },
-    );
-    out
+            },
+        );
+    [out_b, out_a]
 }
+
+/// Residue vectors with the indices of their towers.
+type IndexedTowers = Vec<(usize, Vec<u64>)>;
 
 /// The input side of a division by P (and q_level when rescaling) with rounding:
 /// (x - [x]_D) / D with [x]_D the centered residue, extended exactly to the kept primes.
@@ -195,17 +247,11 @@ struct Division<'a> {
 }
 
 impl<'a> Division<'a> {
-    fn new(params: &'a Params, x: &Poly<Ntt>, rescale: bool) -> Self {
+    /// From the towers divided out of a polynomial over `basis` (its P towers, then q_level
+    /// when rescaling), in NTT form, with their tower indices.
+    fn new(params: &'a Params, basis: Basis, mut removed: IndexedTowers, rescale: bool) -> Self {
         let ring = params.ring();
-        let basis = x.basis();
         let level = basis.q - 1;
-        // The towers divided out (P, and q_level when rescaling) in coefficient form.
-        let mut removed: Vec<(usize, Vec<u64>)> = (0..basis.p)
-            .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
-            .collect();
-        if rescale {
-            removed.push((level, x.tower(level).to_vec()));
-        }
         removed
             .par_iter_mut()
             .for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
@@ -274,10 +320,13 @@ pub fn key_switch(
     d: &Poly<Ntt>,
     key: &SwitchingKey,
 ) -> [Poly<Ntt>; 2] {
-    let dec = decompose(params, level, d);
-    let [a, b] = inner_product(params, &dec, key);
-    let (a, b) = rayon::join(|| mod_down(params, a), || mod_down(params, b));
-    [a, b]
+    switch_finish(
+        params,
+        &decompose(params, level, d),
+        key,
+        [None, None],
+        None,
+    )
 }
 
 /// `P * x` in the extended basis: `x` (NTT form modulo Q_level) becomes the polynomial of
