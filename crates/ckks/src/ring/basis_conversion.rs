@@ -111,13 +111,22 @@ impl BasisConverter {
 
     /// [`Self::prepare`] of residue vectors the conversion may overwrite (saves a copy).
     pub fn prepare_owned(&self, mut input: Vec<Vec<u64>>, exact: bool) -> PreparedConversion<'_> {
-        let n = input.first().map_or(0, |t| t.len());
-        // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
         input
             .par_iter_mut()
             .enumerate()
             .for_each(|(i, y)| simd::mul_scalar(y, self.a_hat_inv[i], &self.from[i]));
-        let y = input;
+        self.prepare_scaled(input, exact)
+    }
+
+    /// The factor [(A/a_i)^{-1}]_{a_i} every input residue is multiplied by first.
+    pub fn input_factor(&self, i: usize) -> u64 {
+        self.a_hat_inv[i]
+    }
+
+    /// [`Self::prepare_owned`] of inputs already multiplied by their
+    /// [`Self::input_factor`] (and reduced), e.g. by a scaled inverse NTT: saves a pass.
+    pub fn prepare_scaled(&self, y: Vec<Vec<u64>>, exact: bool) -> PreparedConversion<'_> {
+        let n = y.first().map_or(0, |t| t.len());
         // v = round(sum_i y_i / a_i): how many multiples of A the plain sum exceeds x by.
         let mut v = vec![0u64; if exact { n } else { 0 }];
         v.par_chunks_mut(PAR_CHUNK)

@@ -10,6 +10,7 @@
 //! permutations derived from the exponents `e_i`.
 
 use super::modulus::Modulus;
+use super::simd;
 
 /// Which implementation a transform uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,8 @@ enum Imp {
 pub struct NttOperator {
     n: usize,
     modulus: Modulus,
+    /// N^{-1} mod q.
+    n_inv: u64,
     imp: Imp,
 }
 
@@ -45,7 +48,13 @@ impl NttOperator {
             NttBackend::Fast => Imp::Fast(tfhe_ntt::prime64::Plan::try_new(n, modulus.value())?),
             NttBackend::Scalar => Imp::Scalar(ScalarNtt::new(n, modulus)?),
         };
-        Some(Self { n, modulus, imp })
+        let n_inv = modulus.inv(modulus.reduce(n as u64))?;
+        Some(Self {
+            n,
+            modulus,
+            n_inv,
+            imp,
+        })
     }
 
     /// The ring degree N.
@@ -71,6 +80,21 @@ impl NttOperator {
                 plan.normalize(a);
             }
             Imp::Scalar(s) => s.backward(a),
+        }
+    }
+
+    /// [`Self::backward`] times `w` (< q), in the same pass as the 1/N factor: for callers
+    /// that scale the coefficients next (a base conversion's input factors).
+    pub fn backward_scaled(&self, a: &mut [u64], w: u64) {
+        match &self.imp {
+            Imp::Fast(plan) => {
+                plan.inv(a);
+                simd::mul_scalar(a, self.modulus.mul(w, self.n_inv), &self.modulus);
+            }
+            Imp::Scalar(s) => {
+                s.backward(a);
+                simd::mul_scalar(a, w, &self.modulus);
+            }
         }
     }
 

@@ -221,11 +221,9 @@ pub fn switch_finish(
                 simd::sub_mul_add_scalar(pb, cb, w, add[0].map(|p| p.tower(i)), m);
                 simd::sub_mul_add_scalar(pa, ca, w, add[1].map(|p| p.tower(i)), m);
                 if let Some(perm) = &perm {
-                    for (o, &j) in ob.iter_mut().zip(perm.iter()) {
-                        *o = sb[j as usize];
-                    }
-                    for (o, &j) in oa.iter_mut().zip(perm.iter()) {
-                        *o = sa[j as usize];
+                    for ((b, a), &j) in ob.iter_mut().zip(oa.iter_mut()).zip(perm.iter()) {
+                        *b = sb[j as usize];
+                        *a = sa[j as usize];
                     }
                 }
             },
@@ -252,19 +250,22 @@ impl<'a> Division<'a> {
     fn new(params: &'a Params, basis: Basis, mut removed: IndexedTowers, rescale: bool) -> Self {
         let ring = params.ring();
         let level = basis.q - 1;
-        removed
-            .par_iter_mut()
-            .for_each(|(t, v)| ring.ntt(basis, *t).backward(v));
         let out_q = if rescale { level } else { level + 1 };
         let converter = match (rescale, params.mod_down_rescale(level)) {
             (true, Some(c)) => c,
             _ => params.mod_down(level),
         };
+        // To coefficient form, times the conversion's input factors in the same pass.
+        removed.par_iter_mut().enumerate().for_each(|(i, (t, v))| {
+            ring.ntt(basis, *t)
+                .backward_scaled(v, converter.input_factor(i))
+        });
         // Exact conversion: the fast one returns [x]_P + u P with 0 <= u < k, a one-sided
         // error of up to k units in every coefficient. Its bias adds up in the slots
         // (measured: the paper-setting training's weights drift from 2e-7 to 3.5e-5 at its
         // small scales).
-        let prepared = converter.prepare_owned(removed.into_iter().map(|(_, v)| v).collect(), true);
+        let prepared =
+            converter.prepare_scaled(removed.into_iter().map(|(_, v)| v).collect(), true);
         let p_inv = params.p_inv_mod_q();
         let weights = (0..out_q)
             .map(|i| {
