@@ -9,7 +9,7 @@
 use super::keys::SwitchingKey;
 use crate::params::Params;
 use crate::ring::simd;
-use crate::ring::{Basis, Coeff, Ntt, Poly, PreparedConversion};
+use crate::ring::{Basis, Ntt, Poly, PreparedConversion};
 use rayon::prelude::*;
 
 /// The digits of a polynomial at some level, each extended to Q_level * P, in NTT form.
@@ -29,29 +29,37 @@ impl Decomposition {
 pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition {
     let ring = params.ring();
     let n = ring.n();
-    let d_coeff: Poly<Coeff> = d.truncated(params.basis_q(level)).into_coeff(ring);
     let basis = params.basis_qp(level);
     let digits = params
         .digits(level)
         .enumerate()
         .map(|(j, range)| {
+            let conv = params.mod_up(level, j);
+            // The digit's towers in coefficient form, times the conversion's input factors
+            // in the inverse transform's own pass.
+            let inputs: Vec<Vec<u64>> = range
+                .clone()
+                .into_par_iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let mut v = d.tower(t).to_vec();
+                    ring.ntt(basis, t)
+                        .backward_scaled(&mut v, conv.input_factor(k));
+                    v
+                })
+                .collect();
+            let prepared = conv.prepare_scaled(inputs, false);
             let mut out = Poly::<Ntt>::zero(ring, basis);
-            let inputs: Vec<&[u64]> = range.clone().map(|i| d_coeff.tower(i)).collect();
-            let mut own: Vec<(usize, &mut [u64])> = Vec::new();
             let mut others: Vec<(usize, &mut [u64])> = Vec::new();
             for (t, tower) in out.data_mut().chunks_mut(n).enumerate() {
                 if range.contains(&t) {
-                    own.push((t, tower))
+                    // The digit's own towers are d itself: copy, no transform needed.
+                    tower.copy_from_slice(d.tower(t));
                 } else {
                     others.push((t, tower))
                 }
             }
-            // The digit's own towers are d itself: copy, no transform needed.
-            for (t, tower) in own {
-                tower.copy_from_slice(d.tower(t));
-            }
             // Extend to the other towers one at a time, transforming each while in cache.
-            let prepared = params.mod_up(level, j).prepare(&inputs, false);
             others
                 .into_par_iter()
                 .enumerate()
