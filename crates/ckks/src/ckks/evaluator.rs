@@ -12,7 +12,7 @@ use crate::params::Params;
 use crate::ring::{Coeff, Ntt, Poly};
 use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
 use crate::rlwe::keys::{EvaluationKeys, SwitchingKey};
-use crate::rlwe::keyswitch::{self, Decomposition};
+use crate::rlwe::keyswitch::{self, Decomposition, Finish};
 use num_complex::Complex64;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -569,13 +569,12 @@ impl Evaluator {
         let q_last = self.params.ring().q(level).value() as f64;
         let polys = d.polys();
         let dec = keyswitch::decompose(&self.params, level, &polys[2]);
-        let [mut u0, mut u1] = keyswitch::inner_product(&self.params, &dec, key);
-        keyswitch::add_lifted(&self.params, &mut u0, &polys[0]);
-        keyswitch::add_lifted(&self.params, &mut u1, &polys[1]);
-        let (c0, c1) = rayon::join(
-            || keyswitch::mod_down_rescale(&self.params, u0),
-            || keyswitch::mod_down_rescale(&self.params, u1),
-        );
+        let finish = Finish {
+            add: [Some(&polys[0]), Some(&polys[1])],
+            galois: None,
+            rescale: true,
+        };
+        let [c0, c1] = keyswitch::switch_finish(&self.params, &dec, key, finish);
         self.counters.relin.fetch_add(1, Ordering::Relaxed);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
         self.counters.rescale.fetch_add(1, Ordering::Relaxed);
@@ -627,13 +626,11 @@ impl Evaluator {
             expected: 2,
         })?;
         let dec = keyswitch::decompose(&self.params, level, &c2);
-        let [c0, c1] = keyswitch::switch_finish(
-            &self.params,
-            &dec,
-            key,
-            [Some(&polys[0]), Some(&polys[1])],
-            None,
-        );
+        let finish = Finish {
+            add: [Some(&polys[0]), Some(&polys[1])],
+            ..Finish::default()
+        };
+        let [c0, c1] = keyswitch::switch_finish(&self.params, &dec, key, finish);
         polys[0] = c0;
         polys[1] = c1;
         self.counters.relin.fetch_add(1, Ordering::Relaxed);
@@ -767,13 +764,12 @@ impl Evaluator {
         g: u64,
         key: &SwitchingKey,
     ) -> Ciphertext {
-        let [c0, c1] = keyswitch::switch_finish(
-            &self.params,
-            dec,
-            key,
-            [Some(&ct.polys()[0]), None],
-            Some(g),
-        );
+        let finish = Finish {
+            add: [Some(&ct.polys()[0]), None],
+            galois: Some(g),
+            rescale: false,
+        };
+        let [c0, c1] = keyswitch::switch_finish(&self.params, dec, key, finish);
         self.counters.rot.fetch_add(1, Ordering::Relaxed);
         Ciphertext::new(
             self.params.clone(),

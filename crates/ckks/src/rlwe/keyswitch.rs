@@ -78,71 +78,45 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
 /// automorphism (see `GaloisKey`), so digits and keys are read contiguously.
 pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
+    let n = ring.n();
     let basis = params.basis_qp(dec.level);
     let mut out0 = Poly::<Ntt>::zero(ring, basis);
     let mut out1 = Poly::<Ntt>::zero(ring, basis);
-    inner_product_into(params, dec, key, &mut out0, &mut out1);
-    [out0, out1]
-}
-
-/// [`inner_product`] into existing polynomials over Q_level * P (every residue overwritten).
-pub fn inner_product_into(
-    params: &Params,
-    dec: &Decomposition,
-    key: &SwitchingKey,
-    out0: &mut Poly<Ntt>,
-    out1: &mut Poly<Ntt>,
-) {
-    let ring = params.ring();
-    let n = ring.n();
-    let basis = params.basis_qp(dec.level);
-    assert!(
-        out0.basis() == basis && out1.basis() == basis,
-        "outputs over Q_level * P"
-    );
-    let ndig = dec.digits.len();
     out0.data_mut()
         .par_chunks_mut(n)
         .zip(out1.data_mut().par_chunks_mut(n))
         .enumerate()
-        .for_each(|(t, (o0, o1))| {
-            let kt = ring.modulus_index(basis, t);
-            let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
-            let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
-            let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
-            simd::dot_pairs(o0, o1, &ds, &bs, &as_, ring.modulus(basis, t));
-        });
+        .for_each(|(t, (o0, o1))| tower_products(params, dec, key, t, o0, o1));
+    [out0, out1]
+}
+
+/// Tower `t` (of Q_level * P) of both inner products of [`inner_product`].
+fn tower_products(
+    params: &Params,
+    dec: &Decomposition,
+    key: &SwitchingKey,
+    t: usize,
+    out_b: &mut [u64],
+    out_a: &mut [u64],
+) {
+    let ring = params.ring();
+    let basis = params.basis_qp(dec.level);
+    let ndig = dec.digits.len();
+    let kt = ring.modulus_index(basis, t);
+    let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
+    let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
+    let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
+    simd::dot_pairs(out_b, out_a, &ds, &bs, &as_, ring.modulus(basis, t));
 }
 
 /// ModDown: from Q_level * P to Q_level, dividing by P with rounding: (x - [x]_P) * P^{-1}
 /// with the exact basis conversion of the centered [x]_P.
 pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
-    divide_round(params, x, false)
-}
-
-/// ModDown fused with a rescale: from Q_level * P to Q_{level-1}, dividing by P * q_level
-/// with rounding in one exact basis conversion. Saves the rescale's separate inverse and
-/// forward NTTs (the fusion OpenFHE and Lattigo use after a relinearisation).
-/// Falls back to ModDown then rescale where no fused converter exists (level 0 or no P).
-pub fn mod_down_rescale(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
-    let level = x.basis().q - 1;
-    if params.mod_down_rescale(level).is_none() {
-        let mut y = mod_down(params, x);
-        crate::ckks::evaluator::rescale_poly(params, &mut y);
-        return y;
-    }
-    divide_round(params, x, true)
-}
-
-fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     let basis = x.basis();
-    let mut removed: IndexedTowers = (0..basis.p)
-        .map(|i| (basis.q + i, x.tower(basis.q + i).to_vec()))
+    let removed: IndexedTowers = (basis.q..basis.len())
+        .map(|t| (t, x.tower(t).to_vec()))
         .collect();
-    if rescale {
-        removed.push((basis.q - 1, x.tower(basis.q - 1).to_vec()));
-    }
-    let division = Division::new(params, basis, removed, rescale);
+    let division = Division::new(params, basis, removed, false);
     let mut out = x;
     out.truncate(division.out_basis);
     // One output tower at a time: convert, transform and subtract while it is in cache.
@@ -159,46 +133,96 @@ fn divide_round(params: &Params, x: Poly<Ntt>, rescale: bool) -> Poly<Ntt> {
     out
 }
 
+/// What a key switch does with its two results in the same pass (see [`switch_finish`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Finish<'a> {
+    /// Added to the two results (the input ciphertext's c_0 and c_1, say), modulo Q_level
+    /// or more.
+    pub add: [Option<&'a Poly<Ntt>>; 2],
+    /// The automorphism X -> X^g applied last (rotations, conjugation).
+    pub galois: Option<u64>,
+    /// Also divide by q_level with rounding, addends included: a rescale fused with the
+    /// ModDown (one exact conversion from P * q_level; OpenFHE and Lattigo fuse the same way
+    /// after a relinearisation). The results are over Q_{level-1}.
+    pub rescale: bool,
+}
+
 /// A whole key switch finished in one pass per output tower: with (b, a) the inner products
-/// of `dec` with `key`, returns `[sigma_g(add_0 + ModDown(b)), sigma_g(add_1 + ModDown(a))]`
-/// (no automorphism when `g` is `None`; addends modulo Q_level or more, or none).
+/// of `dec` with `key`, returns `[sigma_g(add_0 + ModDown(b)), sigma_g(add_1 + ModDown(a))]`,
+/// rescaled if asked (see [`Finish`]).
 ///
-/// Only the P towers of the inner products are computed up front (the conversion needs all
-/// of them); each Q tower's inner product, division by P, addend and automorphism then run
-/// while the tower is in cache, so the Q part of the products is never stored. A rotation is
-/// `add_0 = c_0`, relinearisation `add = (c_0, c_1)` without automorphism.
+/// Only the towers the division removes (P, and q_level when rescaling) of the inner
+/// products are computed up front (the conversion needs all of them); each kept tower's inner
+/// product, division, addend and automorphism then run while the tower is in cache, so the
+/// rest of the products is never stored. A rotation is `add = (c_0, none)` with its
+/// automorphism, relinearisation `add = (c_0, c_1)`.
 pub fn switch_finish(
     params: &Params,
     dec: &Decomposition,
     key: &SwitchingKey,
-    add: [Option<&Poly<Ntt>>; 2],
-    g: Option<u64>,
+    finish: Finish<'_>,
 ) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
     let n = ring.n();
-    let basis = params.basis_qp(dec.level);
-    let ndig = dec.digits.len();
-    let products = |t: usize, ob: &mut [u64], oa: &mut [u64]| {
-        let kt = ring.modulus_index(basis, t);
-        let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
-        let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
-        let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();
-        simd::dot_pairs(ob, oa, &ds, &bs, &as_, ring.modulus(basis, t));
-    };
-    let (removed_b, removed_a): (IndexedTowers, IndexedTowers) = (basis.q..basis.len())
+    let level = dec.level;
+    let basis = params.basis_qp(level);
+    if finish.rescale && params.mod_down_rescale(level).is_none() {
+        // No fused converter (level 0): divide by P, then rescale separately.
+        let [mut b, mut a] = switch_finish(
+            params,
+            dec,
+            key,
+            Finish {
+                rescale: false,
+                ..finish
+            },
+        );
+        crate::ckks::evaluator::rescale_poly(params, &mut b);
+        crate::ckks::evaluator::rescale_poly(params, &mut a);
+        return [b, a];
+    }
+    let products =
+        |t: usize, ob: &mut [u64], oa: &mut [u64]| tower_products(params, dec, key, t, ob, oa);
+    // The removed towers: P, then q_level when rescaling, where the addends enter lifted
+    // (P * add, so that the division by P * q_level divides them by q_level only).
+    let mut removed: Vec<usize> = (basis.q..basis.len()).collect();
+    if finish.rescale {
+        removed.push(level);
+    }
+    let (removed_b, removed_a): (IndexedTowers, IndexedTowers) = removed
         .into_par_iter()
         .map(|t| {
             let (mut ob, mut oa) = (vec![0u64; n], vec![0u64; n]);
             products(t, &mut ob, &mut oa);
+            if t == level && finish.rescale {
+                let m = ring.q(level);
+                let p = params.p_mod_q()[level];
+                for (o, add) in [(&mut ob, finish.add[0]), (&mut oa, finish.add[1])] {
+                    if let Some(add) = add {
+                        for (o, &x) in o.iter_mut().zip(add.tower(level)) {
+                            *o = m.add(*o, m.mul(x, p));
+                        }
+                    }
+                }
+            }
             ((t, ob), (t, oa))
         })
         .unzip();
     let (div_b, div_a) = rayon::join(
-        || Division::new(params, basis, removed_b, false),
-        || Division::new(params, basis, removed_a, false),
+        || Division::new(params, basis, removed_b, finish.rescale),
+        || Division::new(params, basis, removed_a, finish.rescale),
     );
-    let perm = g.map(|g| ring.galois_permutation(g));
+    let perm = finish.galois.map(|g| ring.galois_permutation(g));
     let out_basis = div_b.out_basis;
+    // Rescaling divides the addends by q_level: [q_level^{-1}]_{q_i} per kept tower.
+    let add_factor: Option<Vec<u64>> = finish.rescale.then(|| {
+        (0..out_basis.q)
+            .map(|i| {
+                let m = ring.q(i);
+                m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)
+            })
+            .collect()
+    });
     let mut out_b = Poly::<Ntt>::zero(ring, out_basis);
     let mut out_a = Poly::<Ntt>::zero(ring, out_basis);
     out_b
@@ -207,15 +231,8 @@ pub fn switch_finish(
         .zip(out_a.data_mut().par_chunks_mut(n))
         .enumerate()
         .for_each_init(
-            || {
-                [
-                    div_b.scratch(),
-                    div_b.scratch(),
-                    div_b.scratch(),
-                    div_b.scratch(),
-                ]
-            },
-            |[sb, sa, cb, ca], (i, (ob, oa))| {
+            || std::array::from_fn::<_, 5, _>(|_| div_b.scratch()),
+            |[sb, sa, cb, ca, scaled], (i, (ob, oa))| {
                 let m = ring.q(i);
                 let w = div_b.weights[i];
                 // Without an automorphism the products go straight to the output.
@@ -226,8 +243,17 @@ pub fn switch_finish(
                 products(i, pb, pa);
                 div_b.converted_tower(i, cb);
                 div_a.converted_tower(i, ca);
-                simd::sub_mul_add_scalar(pb, cb, w, add[0].map(|p| p.tower(i)), m);
-                simd::sub_mul_add_scalar(pa, ca, w, add[1].map(|p| p.tower(i)), m);
+                for (p, c, add) in [(pb, &*cb, finish.add[0]), (pa, &*ca, finish.add[1])] {
+                    let add = add.map(|x| match &add_factor {
+                        Some(f) => {
+                            scaled.copy_from_slice(x.tower(i));
+                            simd::mul_scalar(scaled, f[i], m);
+                            &scaled[..]
+                        }
+                        None => x.tower(i),
+                    });
+                    simd::sub_mul_add_scalar(p, c, w, add, m);
+                }
                 if let Some(perm) = &perm {
                     for ((b, a), &j) in ob.iter_mut().zip(oa.iter_mut()).zip(perm.iter()) {
                         *b = sb[j as usize];
@@ -307,21 +333,6 @@ impl<'a> Division<'a> {
     }
 }
 
-/// x += P * y on the Q towers of x (y modulo Q_level, x modulo Q_level * P; P * y is 0 on
-/// the P towers). ModDown of the sum is y + ModDown(x).
-pub fn add_lifted(params: &Params, x: &mut Poly<Ntt>, y: &Poly<Ntt>) {
-    let ring = params.ring();
-    let basis = x.basis();
-    let p_mod_q = params.p_mod_q();
-    x.towers_mut().take(basis.q).for_each(|(i, t)| {
-        let m = ring.q(i);
-        let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
-        for (a, &b) in t.iter_mut().zip(y.tower(i)) {
-            *a = m.add(*a, m.mul_shoup(b, w, ws));
-        }
-    });
-}
-
 /// Full key switch of `d` (NTT form at `level`): returns (u0, u1) with u0 + u1 s ~ d s'.
 pub fn key_switch(
     params: &Params,
@@ -329,13 +340,7 @@ pub fn key_switch(
     d: &Poly<Ntt>,
     key: &SwitchingKey,
 ) -> [Poly<Ntt>; 2] {
-    switch_finish(
-        params,
-        &decompose(params, level, d),
-        key,
-        [None, None],
-        None,
-    )
+    switch_finish(params, &decompose(params, level, d), key, Finish::default())
 }
 
 /// `P * x` in the extended basis: `x` (NTT form modulo Q_level) becomes the polynomial of
