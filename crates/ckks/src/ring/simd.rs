@@ -111,6 +111,17 @@ pub fn sub_mul_add_scalar(out: &mut [u64], sub: &[u64], w: u64, add: Option<&[u6
     scalar::sub_mul_add_scalar(out, sub, w, ws, add, m);
 }
 
+/// `out[i] = out[i] + x[i] * w mod q` for reduced `out[i]`, `x[i]`; `w < q`.
+pub fn mul_add_scalar(out: &mut [u64], x: &[u64], w: u64, m: &Modulus) {
+    debug_assert_eq!(out.len(), x.len());
+    let ws = m.shoup(w);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = x86::Ifma::try_new() {
+        return x86::mul_add_scalar(simd, out, x, w, ws, m);
+    }
+    scalar::mul_add_scalar(out, x, w, ws, m);
+}
+
 /// `out[c] = sum_i ys[i][c] * ws[i] mod q`: one output prime of a base conversion.
 /// `ys[i][c] < 2^61` (residues modulo the source primes), and below 2^52 unless `ys_wide`;
 /// `ws[i] < q`.
@@ -168,6 +179,12 @@ pub(crate) mod scalar {
                 Some(a) => m.add(r, a[i]),
                 None => r,
             };
+        }
+    }
+
+    pub fn mul_add_scalar(out: &mut [u64], x: &[u64], w: u64, ws: u64, m: &Modulus) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = m.add(*o, m.mul_shoup(x, w, ws));
         }
     }
 
@@ -479,6 +496,49 @@ pub(crate) mod x86 {
         )
     }
 
+    pub fn mul_add_scalar(simd: Ifma, out: &mut [u64], x: &[u64], w: u64, ws: u64, m: &Modulus) {
+        if folds_in_52_bits(m) {
+            mul_add_impl::<true>(simd, out, x, w, ws, m)
+        } else {
+            mul_add_impl::<false>(simd, out, x, w, ws, m)
+        }
+    }
+
+    #[inline(always)]
+    fn mul_add_impl<const NARROW: bool>(
+        simd: Ifma,
+        out: &mut [u64],
+        x: &[u64],
+        w: u64,
+        ws: u64,
+        m: &Modulus,
+    ) {
+        let q = m.value();
+        let ws52 = super::shoup52(w, m);
+        simd.vectorize(
+            #[inline(always)]
+            || {
+                let n8 = out.len() / 8 * 8;
+                let (body, _) = pulp::as_arrays_mut::<8, u64>(&mut out[..n8]);
+                let (xbody, _) = pulp::as_arrays::<8, u64>(&x[..n8]);
+                let (wv, wsv, ws52v) = (simd.splat(w), simd.splat(ws), simd.splat(ws52));
+                let (qv, q2, mask) = (simd.splat(q), simd.splat(2 * q), simd.splat((1 << 52) - 1));
+                for (chunk, xv) in body.iter_mut().zip(xbody) {
+                    let xv: V = cast(*xv);
+                    let r = if NARROW {
+                        simd.shoup52_lazy(xv, wv, ws52v, qv, mask)
+                    } else {
+                        simd.shoup_lazy(xv, wv, wsv, qv)
+                    };
+                    // o + r < 3q.
+                    let t = simd.reduce_below(simd.add(cast(*chunk), r), q2);
+                    *chunk = cast(simd.reduce_below(t, qv));
+                }
+                scalar::mul_add_scalar(&mut out[n8..], &x[n8..], w, ws, m);
+            },
+        )
+    }
+
     pub fn dot_scalars(
         simd: Ifma,
         out: &mut [u64],
@@ -711,6 +771,11 @@ mod tests {
             // sub_mul_scalar.
             let o = residues(&mut rng, m, LEN);
             let s = residues(&mut rng, m, LEN);
+            // mul_add_scalar.
+            let (mut a, mut b) = (o.clone(), o.clone());
+            scalar::mul_add_scalar(&mut a, &s, w, ws, m);
+            x86::mul_add_scalar(simd, &mut b, &s, w, ws, m);
+            assert_eq!(a, b, "mul_add_scalar q={}", m.value());
             let add = residues(&mut rng, m, LEN);
             for add in [None, Some(add.as_slice())] {
                 let (mut a, mut b) = (o.clone(), o.clone());

@@ -358,11 +358,7 @@ pub fn lift_to_qp(params: &Params, x: &Poly<Ntt>) -> Poly<Ntt> {
         .take(level + 1)
         .enumerate()
         .for_each(|(i, o)| {
-            let m = ring.q(i);
-            let (w, ws) = (p_mod_q[i], m.shoup(p_mod_q[i]));
-            for (o, &v) in o.iter_mut().zip(x.tower(i)) {
-                *o = m.mul_shoup(v, w, ws);
-            }
+            simd::mul_add_scalar(o, x.tower(i), p_mod_q[i], ring.q(i));
         });
     out
 }
@@ -381,11 +377,29 @@ pub fn automorphism_hoisted_qp(
     g: u64,
 ) -> [Poly<Ntt>; 2] {
     let ring = params.ring();
-    let [mut a, b] = inner_product(params, dec, key);
-    a.add_assign(
-        ring,
-        &lift_to_qp(params, &c0.truncated(params.basis_q(dec.level))),
-    );
-    let (a, b) = rayon::join(|| a.automorphism(ring, g), || b.automorphism(ring, g));
-    [a, b]
+    let n = ring.n();
+    let basis = params.basis_qp(dec.level);
+    let perm = ring.galois_permutation(g);
+    let p_mod_q = params.p_mod_q();
+    let mut out0 = Poly::<Ntt>::zero(ring, basis);
+    let mut out1 = Poly::<Ntt>::zero(ring, basis);
+    // One pass per tower: products, + P c_0 on the Q towers, automorphism.
+    out0.data_mut()
+        .par_chunks_mut(n)
+        .zip(out1.data_mut().par_chunks_mut(n))
+        .enumerate()
+        .for_each_init(
+            || [vec![0u64; n], vec![0u64; n]],
+            |[s0, s1], (t, (o0, o1))| {
+                tower_products(params, dec, key, t, s0, s1);
+                if t < basis.q {
+                    simd::mul_add_scalar(s0, c0.tower(t), p_mod_q[t], ring.q(t));
+                }
+                for ((a, b), &j) in o0.iter_mut().zip(o1.iter_mut()).zip(perm.iter()) {
+                    *a = s0[j as usize];
+                    *b = s1[j as usize];
+                }
+            },
+        );
+    [out0, out1]
 }
