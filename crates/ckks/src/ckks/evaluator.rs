@@ -4,7 +4,7 @@
 //! new-output (`add`) and in-place (`add_assign`) pairs, and rescaling/level dropping are
 //! explicit. Additions of operands at different levels drop the higher one; operands
 //! whose scales differ by more than [`SCALE_TOLERANCE`] are refused (use
-//! [`Evaluator::mul_const_to_scale`] or the plaintext/constant `*_to_scale` forms, which
+//! [`Evaluator::mul_const_to_scale_assign`] or the plaintext/constant `*_to_scale` forms, which
 //! land exactly on a requested scale).
 
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! Polynomial arithmetic in R_Q = Z_Q[X]/(X^N + 1) in residue-number-system form.
+//! Polynomial arithmetic in `R_Q = Z_Q[X]/(X^N + 1)` in residue-number-system form.
 //!
 //! A [`RingContext`] owns the prime chain: the ciphertext primes q_0..q_L followed by the
 //! special primes p_0..p_{k-1} used by hybrid key switching. A [`Poly`] stores one residue
@@ -59,7 +59,7 @@ pub enum RingError {
     Ordering,
 }
 
-/// The ring R = Z[X]/(X^N + 1) with its RNS prime chain and NTT operators.
+/// The ring `R = Z[X]/(X^N + 1)` with its RNS prime chain and NTT operators.
 pub struct RingContext {
     n: usize,
     moduli: Vec<Modulus>,
@@ -237,7 +237,7 @@ impl RingContext {
         pow_mod(g, self.n as u64 - 1, two_n)
     }
 
-    /// Permutation of NTT slots applying X -> X^g: out[i] = in[perm[i]]. Cached.
+    /// Permutation of NTT slots applying X -> X^g: `out[i] = in[perm[i]]`. Cached.
     pub fn galois_permutation(&self, g: u64) -> Arc<Vec<u32>> {
         let mut cache = match self.galois.lock() {
             Ok(c) => c,

@@ -98,8 +98,8 @@ impl NttOperator {
         }
     }
 
-    /// Measures the evaluation exponents: `e[i]` odd in [1, 2N), with slot i holding
-    /// a(psi^{e[i]}) where psi is the root at slot 0 (so `e[0] == 1`).
+    /// Measures the evaluation exponents: `e[i]` odd in `[1, 2N)`, with slot i holding
+    /// `a(psi^{e[i]})` where psi is the root at slot 0 (so `e[0] == 1`).
     pub fn evaluation_exponents(&self) -> Vec<u32> {
         let n = self.n;
         let two_n = 2 * n;

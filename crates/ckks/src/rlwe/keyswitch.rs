@@ -5,6 +5,13 @@
 //! ciphertext by many steps share it ("hoisting", Halevi-Shoup 2018): each extra rotation
 //! only multiplies by its key, divides by P and permutes the two results (Galois keys switch
 //! c_1 before the automorphism; see `GaloisKey`).
+//!
+//! [`switch_finish`] is the one path every key switch of the evaluator takes (rotation,
+//! hoisted rotation, conjugation, relinearisation, relinearisation + rescale): only the
+//! towers the division removes are computed ahead; every kept tower's inner product,
+//! division by P (and q_level), addend and automorphism run in one pass while it is in
+//! cache. [`inner_product`], [`mod_down`] and [`automorphism_hoisted_qp`] serve double
+//! hoisting (linear transforms), where sums stay in Q_l * P until one ModDown.
 
 use super::keys::SwitchingKey;
 use crate::params::Params;
@@ -109,8 +116,8 @@ fn tower_products(
     simd::dot_pairs(out_b, out_a, &ds, &bs, &as_, ring.modulus(basis, t));
 }
 
-/// ModDown: from Q_level * P to Q_level, dividing by P with rounding: (x - [x]_P) * P^{-1}
-/// with the exact basis conversion of the centered [x]_P.
+/// ModDown: from Q_level * P to Q_level, dividing by P with rounding: `(x - [x]_P) * P^{-1}`
+/// with the exact basis conversion of the centered `[x]_P`.
 pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
     let basis = x.basis();
     let removed: IndexedTowers = (basis.q..basis.len())
