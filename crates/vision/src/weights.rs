@@ -2,7 +2,7 @@
 //!
 //! Both formats are read as they are published: torchvision's `.pth` is a `torch.save`
 //! zip archive (a pickle naming the tensors plus one raw storage per tensor), parsed by
-//! [`crate::pth`]; `.safetensors` by the `safetensors` crate. All floating dtypes are
+//! the `pth` module; `.safetensors` by the `safetensors` crate. All floating dtypes are
 //! converted to `f32`, the precision the backbones compute in.
 
 use std::collections::HashMap;
