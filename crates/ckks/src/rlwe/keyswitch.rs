@@ -238,8 +238,8 @@ pub fn switch_finish(
         .zip(out_a.data_mut().par_chunks_mut(n))
         .enumerate()
         .for_each_init(
-            || std::array::from_fn::<_, 5, _>(|_| div_b.scratch()),
-            |[sb, sa, cb, ca, scaled], (i, (ob, oa))| {
+            || std::array::from_fn::<_, 4, _>(|_| div_b.scratch()),
+            |[sb, sa, c, scaled], (i, (ob, oa))| {
                 let m = ring.q(i);
                 let w = div_b.weights[i];
                 // Without an automorphism the products go straight to the output.
@@ -248,9 +248,9 @@ pub fn switch_finish(
                     None => (&mut ob[..], &mut oa[..]),
                 };
                 products(i, pb, pa);
-                div_b.converted_tower(i, cb);
-                div_a.converted_tower(i, ca);
-                for (p, c, add) in [(pb, &*cb, finish.add[0]), (pa, &*ca, finish.add[1])] {
+                // One converted tower at a time: fewer temporaries competing for cache.
+                for (p, div, add) in [(pb, &div_b, finish.add[0]), (pa, &div_a, finish.add[1])] {
+                    div.converted_tower(i, c);
                     let add = add.map(|x| match &add_factor {
                         Some(f) => {
                             scaled.copy_from_slice(x.tower(i));
