@@ -31,12 +31,10 @@ use crate::ckks::encoder::Encoder;
 use crate::ckks::evaluator::Evaluator;
 use crate::error::{Error, Result};
 use crate::params::Params;
-use crate::ring::modulus::LAZY_PRODUCTS;
-use crate::ring::{Basis, Coeff, Ntt, Poly};
+use crate::ring::{Basis, Coeff, Ntt, Poly, simd};
 use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
 use crate::rlwe::keyswitch;
 use num_complex::Complex64;
-use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const OP: &str = "linear_transform";
@@ -312,9 +310,8 @@ fn missing_baby(i: usize) -> Error {
 }
 
 /// `(sum_k a_k * p_k, sum_k b_k * p_k)` pointwise over NTT-form polynomials, all in `basis`
-/// (`(a_k, b_k)` a ciphertext, `p_k` a plaintext): one pass over the plaintexts, products
-/// summed lazily in u128 and reduced every [`LAZY_PRODUCTS`] terms (as the key-switching
-/// inner product does), tower-parallel.
+/// (`(a_k, b_k)` a ciphertext, `p_k` a plaintext): one pass over the plaintexts with the
+/// key-switching inner product's vector kernel, tower-parallel.
 fn dot_products(
     params: &Params,
     basis: Basis,
@@ -335,51 +332,17 @@ fn dot_products(
         });
     }
     let ring = params.ring();
-    let n = ring.n();
-    let mut out0 = Poly::<Ntt>::zero(ring, basis);
-    let mut out1 = Poly::<Ntt>::zero(ring, basis);
-    out0.data_mut()
-        .par_chunks_mut(n)
-        .zip(out1.data_mut().par_chunks_mut(n))
-        .enumerate()
-        .for_each(|(t, (o0, o1))| {
-            const BLOCK: usize = 256;
-            let m = ring.modulus(basis, t);
-            let mut acc0 = [0u128; BLOCK];
-            let mut acc1 = [0u128; BLOCK];
-            for c0 in (0..n).step_by(BLOCK) {
-                let len = BLOCK.min(n - c0);
-                let (acc0, acc1) = (&mut acc0[..len], &mut acc1[..len]);
-                let (o0, o1) = (&mut o0[c0..c0 + len], &mut o1[c0..c0 + len]);
-                for chunk in terms.chunks(LAZY_PRODUCTS) {
-                    acc0.fill(0);
-                    acc1.fill(0);
-                    for (a, b, p) in chunk {
-                        let range = c0..c0 + len;
-                        let (a, b, p) = (
-                            &a.tower(t)[range.clone()],
-                            &b.tower(t)[range.clone()],
-                            &p.tower(t)[range],
-                        );
-                        for ((((x0, x1), &a), &b), &p) in
-                            acc0.iter_mut().zip(acc1.iter_mut()).zip(a).zip(b).zip(p)
-                        {
-                            *x0 += a as u128 * p as u128;
-                            *x1 += b as u128 * p as u128;
-                        }
-                    }
-                    for ((o0, o1), (&x0, &x1)) in o0
-                        .iter_mut()
-                        .zip(o1.iter_mut())
-                        .zip(acc0.iter().zip(acc1.iter()))
-                    {
-                        *o0 = m.add(*o0, m.reduce_u128(x0));
-                        *o1 = m.add(*o1, m.reduce_u128(x1));
-                    }
-                }
-            }
-        });
-    Ok([out0, out1])
+    Ok(Poly::pair_from_towers(
+        ring,
+        basis,
+        || (),
+        |_, t, o0, o1| {
+            let ps: Vec<&[u64]> = terms.iter().map(|(_, _, p)| p.tower(t)).collect();
+            let a_s: Vec<&[u64]> = terms.iter().map(|(a, _, _)| a.tower(t)).collect();
+            let b_s: Vec<&[u64]> = terms.iter().map(|(_, b, _)| b.tower(t)).collect();
+            simd::dot_pairs(o0, o1, &ps, &a_s, &b_s, ring.modulus(basis, t));
+        },
+    ))
 }
 
 /// One encoded diagonal: its baby step and its polynomial (NTT form) modulo Q_level, or

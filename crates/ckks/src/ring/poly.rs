@@ -118,6 +118,28 @@ impl<R: Representation> Poly<R> {
         }
     }
 
+    /// Two new polynomials over `basis`, filled tower by tower in parallel: `fill(state, t,
+    /// tower_0, tower_1)` writes every residue of tower `t` of both; `init` makes the state
+    /// of one parallel task (its scratch buffers).
+    pub(crate) fn pair_from_towers<S>(
+        ring: &RingContext,
+        basis: Basis,
+        init: impl Fn() -> S + Sync + Send,
+        fill: impl Fn(&mut S, usize, &mut [u64], &mut [u64]) + Sync + Send,
+    ) -> [Self; 2] {
+        let n = ring.n();
+        let mut out0 = vec![0u64; n * basis.len()];
+        let mut out1 = vec![0u64; n * basis.len()];
+        out0.par_chunks_mut(n)
+            .zip(out1.par_chunks_mut(n))
+            .enumerate()
+            .for_each_init(init, |s, (t, (o0, o1))| fill(s, t, o0, o1));
+        [
+            Self::from_data(n, basis, out0),
+            Self::from_data(n, basis, out1),
+        ]
+    }
+
     /// A copy restricted to `basis` (a sub-basis).
     pub fn truncated(&self, basis: Basis) -> Self {
         let mut data = Vec::with_capacity(self.n * basis.len());

@@ -128,6 +128,16 @@ pub fn mul_add_scalar(out: &mut [u64], x: &[u64], w: u64, m: &Modulus) {
 pub fn dot_scalars(out: &mut [u64], ys: &[&[u64]], ws: &[u64], ys_wide: bool, m: &Modulus) {
     debug_assert_eq!(ys.len(), ws.len());
     debug_assert!(ys.iter().all(|y| y.len() >= out.len()));
+    if ys.len() > DOT_MAX_TERMS {
+        let (head, tail) = (..DOT_MAX_TERMS, DOT_MAX_TERMS..);
+        dot_scalars(out, &ys[head], &ws[head], ys_wide, m);
+        let mut t = vec![0u64; out.len()];
+        dot_scalars(&mut t, &ys[tail.clone()], &ws[tail], ys_wide, m);
+        for (o, t) in out.iter_mut().zip(&t) {
+            *o = m.add(*o, *t);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = x86::Ifma::try_new() {
         return x86::dot_scalars(simd, out, ys, ws, ys_wide, m);
@@ -147,12 +157,34 @@ pub fn dot_pairs(
     m: &Modulus,
 ) {
     debug_assert!(ds.len() == bs.len() && ds.len() == as_.len());
+    if ds.len() > DOT_MAX_TERMS {
+        // Longer sums in pieces, so that no column of the vector kernel can overflow.
+        let (head, tail) = (..DOT_MAX_TERMS, DOT_MAX_TERMS..);
+        dot_pairs(out_b, out_a, &ds[head], &bs[head], &as_[head], m);
+        let (mut tb, mut ta) = (vec![0u64; out_b.len()], vec![0u64; out_a.len()]);
+        dot_pairs(
+            &mut tb,
+            &mut ta,
+            &ds[tail.clone()],
+            &bs[tail.clone()],
+            &as_[tail],
+            m,
+        );
+        for (o, t) in out_b.iter_mut().zip(&tb).chain(out_a.iter_mut().zip(&ta)) {
+            *o = m.add(*o, *t);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = x86::Ifma::try_new() {
         return x86::dot_pairs(simd, out_b, out_a, ds, bs, as_, m);
     }
     scalar::dot_pairs(out_b, out_a, ds, bs, as_, m);
 }
+
+/// Terms one call of the vector dot-product kernels sums at most: each 52-bit column then
+/// stays below 3 * 256 * 2^52 < 2^62 (longer sums are split by the callers above).
+const DOT_MAX_TERMS: usize = 256;
 
 /// The portable kernels (and the reference for the vector ones).
 pub(crate) mod scalar {
@@ -803,8 +835,8 @@ mod tests {
                 x86::dot_scalars(simd, &mut b, &ys, &ws, false, m);
                 assert_eq!(a, b, "dot_scalars (narrow) k={k} q={}", m.value());
             }
-            // dot_pairs.
-            for k in [1usize, 3, 17] {
+            // dot_pairs, including sums longer than one kernel call takes.
+            for k in [1usize, 3, 17, DOT_MAX_TERMS + 3] {
                 let gen_set = |rng: &mut Gen| -> Vec<Vec<u64>> {
                     (0..k).map(|_| residues(rng, m, LEN)).collect()
                 };

@@ -84,17 +84,13 @@ pub fn decompose(params: &Params, level: usize, d: &Poly<Ntt>) -> Decomposition 
 /// Q_level * P. Rotations need no permuted variant: Galois keys switch c_1 before the
 /// automorphism (see `GaloisKey`), so digits and keys are read contiguously.
 pub fn inner_product(params: &Params, dec: &Decomposition, key: &SwitchingKey) -> [Poly<Ntt>; 2] {
-    let ring = params.ring();
-    let n = ring.n();
     let basis = params.basis_qp(dec.level);
-    let mut out0 = Poly::<Ntt>::zero(ring, basis);
-    let mut out1 = Poly::<Ntt>::zero(ring, basis);
-    out0.data_mut()
-        .par_chunks_mut(n)
-        .zip(out1.data_mut().par_chunks_mut(n))
-        .enumerate()
-        .for_each(|(t, (o0, o1))| tower_products(params, dec, key, t, o0, o1));
-    [out0, out1]
+    Poly::pair_from_towers(
+        params.ring(),
+        basis,
+        || (),
+        |_, t, o0, o1| tower_products(params, dec, key, t, o0, o1),
+    )
 }
 
 /// Tower `t` (of Q_level * P) of both inner products of [`inner_product`].
@@ -230,46 +226,40 @@ pub fn switch_finish(
             })
             .collect()
     });
-    let mut out_b = Poly::<Ntt>::zero(ring, out_basis);
-    let mut out_a = Poly::<Ntt>::zero(ring, out_basis);
-    out_b
-        .data_mut()
-        .par_chunks_mut(n)
-        .zip(out_a.data_mut().par_chunks_mut(n))
-        .enumerate()
-        .for_each_init(
-            || std::array::from_fn::<_, 4, _>(|_| div_b.scratch()),
-            |[sb, sa, c, scaled], (i, (ob, oa))| {
-                let m = ring.q(i);
-                let w = div_b.weights[i];
-                // Without an automorphism the products go straight to the output.
-                let (pb, pa) = match perm {
-                    Some(_) => (&mut sb[..], &mut sa[..]),
-                    None => (&mut ob[..], &mut oa[..]),
-                };
-                products(i, pb, pa);
-                // One converted tower at a time: fewer temporaries competing for cache.
-                for (p, div, add) in [(pb, &div_b, finish.add[0]), (pa, &div_a, finish.add[1])] {
-                    div.converted_tower(i, c);
-                    let add = add.map(|x| match &add_factor {
-                        Some(f) => {
-                            scaled.copy_from_slice(x.tower(i));
-                            simd::mul_scalar(scaled, f[i], m);
-                            &scaled[..]
-                        }
-                        None => x.tower(i),
-                    });
-                    simd::sub_mul_add_scalar(p, c, w, add, m);
-                }
-                if let Some(perm) = &perm {
-                    for ((b, a), &j) in ob.iter_mut().zip(oa.iter_mut()).zip(perm.iter()) {
-                        *b = sb[j as usize];
-                        *a = sa[j as usize];
+    Poly::pair_from_towers(
+        ring,
+        out_basis,
+        || std::array::from_fn::<_, 4, _>(|_| div_b.scratch()),
+        |[sb, sa, c, scaled], i, ob, oa| {
+            let m = ring.q(i);
+            let w = div_b.weights[i];
+            // Without an automorphism the products go straight to the output.
+            let (pb, pa) = match perm {
+                Some(_) => (&mut sb[..], &mut sa[..]),
+                None => (&mut ob[..], &mut oa[..]),
+            };
+            products(i, pb, pa);
+            // One converted tower at a time: fewer temporaries competing for cache.
+            for (p, div, add) in [(pb, &div_b, finish.add[0]), (pa, &div_a, finish.add[1])] {
+                div.converted_tower(i, c);
+                let add = add.map(|x| match &add_factor {
+                    Some(f) => {
+                        scaled.copy_from_slice(x.tower(i));
+                        simd::mul_scalar(scaled, f[i], m);
+                        &scaled[..]
                     }
+                    None => x.tower(i),
+                });
+                simd::sub_mul_add_scalar(p, c, w, add, m);
+            }
+            if let Some(perm) = &perm {
+                for ((b, a), &j) in ob.iter_mut().zip(oa.iter_mut()).zip(perm.iter()) {
+                    *b = sb[j as usize];
+                    *a = sa[j as usize];
                 }
-            },
-        );
-    [out_b, out_a]
+            }
+        },
+    )
 }
 
 /// Residue vectors with the indices of their towers.
@@ -388,25 +378,20 @@ pub fn automorphism_hoisted_qp(
     let basis = params.basis_qp(dec.level);
     let perm = ring.galois_permutation(g);
     let p_mod_q = params.p_mod_q();
-    let mut out0 = Poly::<Ntt>::zero(ring, basis);
-    let mut out1 = Poly::<Ntt>::zero(ring, basis);
     // One pass per tower: products, + P c_0 on the Q towers, automorphism.
-    out0.data_mut()
-        .par_chunks_mut(n)
-        .zip(out1.data_mut().par_chunks_mut(n))
-        .enumerate()
-        .for_each_init(
-            || [vec![0u64; n], vec![0u64; n]],
-            |[s0, s1], (t, (o0, o1))| {
-                tower_products(params, dec, key, t, s0, s1);
-                if t < basis.q {
-                    simd::mul_add_scalar(s0, c0.tower(t), p_mod_q[t], ring.q(t));
-                }
-                for ((a, b), &j) in o0.iter_mut().zip(o1.iter_mut()).zip(perm.iter()) {
-                    *a = s0[j as usize];
-                    *b = s1[j as usize];
-                }
-            },
-        );
-    [out0, out1]
+    Poly::pair_from_towers(
+        ring,
+        basis,
+        || [vec![0u64; n], vec![0u64; n]],
+        |[s0, s1], t, o0, o1| {
+            tower_products(params, dec, key, t, s0, s1);
+            if t < basis.q {
+                simd::mul_add_scalar(s0, c0.tower(t), p_mod_q[t], ring.q(t));
+            }
+            for ((a, b), &j) in o0.iter_mut().zip(o1.iter_mut()).zip(perm.iter()) {
+                *a = s0[j as usize];
+                *b = s1[j as usize];
+            }
+        },
+    )
 }
