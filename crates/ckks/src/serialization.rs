@@ -754,7 +754,8 @@ impl Serializable for EvaluationKeys {
     const KIND: ObjectKind = ObjectKind::EvaluationKeys;
 
     /// An empty bundle has no parameters to name; it is written with an all-zero
-    /// fingerprint, which no decoder accepts, so give bundles at least one key.
+    /// fingerprint, which no decoder accepts (nor an empty bundle with any fingerprint), so
+    /// give bundles at least one key.
     fn to_bytes(&self) -> Vec<u8> {
         let params = self
             .relin
@@ -817,6 +818,12 @@ impl Serializable for EvaluationKeys {
                     key,
                 },
             );
+        }
+        // An empty bundle is written with an all-zero fingerprint (it names no parameters),
+        // so one carrying a real fingerprint was not written by `to_bytes`: refusing it keeps
+        // the format canonical (found by the evaluation_keys fuzz target).
+        if relin.is_none() && galois.is_empty() {
+            return Err(r.err("an evaluation key bundle without any key".into()));
         }
         r.finish()?;
         Ok(EvaluationKeys { relin, galois })

@@ -340,6 +340,15 @@ fn evaluation_keys_round_trip_and_refusals() {
     assert_eq!(b.len(), only_galois.byte_size());
     let back = EvaluationKeys::from_bytes(&t.params, &b).unwrap();
     assert!(back.relin.is_none());
+    // No key at all, even under the right fingerprint (a fuzzer's find: such a bundle would
+    // re-encode with the all-zero fingerprint of an empty bundle).
+    let mut empty = bytes[..HEADER_LEN].to_vec();
+    empty.push(0);
+    empty.extend_from_slice(&0u32.to_le_bytes());
+    assert!(
+        is_decode_err(EvaluationKeys::from_bytes(&t.params, &empty)).contains("without any key")
+    );
+    assert!(EvaluationKeys::default().to_bytes()[..HEADER_LEN] != bytes[..HEADER_LEN]);
 }
 
 #[test]
