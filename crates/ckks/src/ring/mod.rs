@@ -10,6 +10,7 @@ pub mod basis_conversion;
 pub mod modulus;
 pub mod ntt;
 mod poly;
+pub(crate) mod scratch;
 pub(crate) mod simd;
 
 pub use basis_conversion::{BasisConverter, PreparedConversion};

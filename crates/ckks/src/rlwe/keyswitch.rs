@@ -15,6 +15,7 @@
 
 use super::keys::SwitchingKey;
 use crate::params::Params;
+use crate::ring::scratch::Scratch;
 use crate::ring::simd;
 use crate::ring::{Basis, Ntt, Poly, PreparedConversion};
 use rayon::prelude::*;
@@ -127,8 +128,9 @@ pub fn mod_down(params: &Params, x: Poly<Ntt>) -> Poly<Ntt> {
         .par_chunks_mut(params.ring().n())
         .enumerate()
         .for_each_init(
-            || division.scratch(),
-            |c, (i, o)| {
+            || Scratch::<1>::new(params.ring().n()),
+            |s, (i, o)| {
+                let [c] = s.bufs();
                 division.converted_tower(i, c);
                 simd::sub_mul_scalar(o, c, division.weights[i], params.ring().q(i));
             },
@@ -229,8 +231,9 @@ pub fn switch_finish(
     Poly::pair_from_towers(
         ring,
         out_basis,
-        || std::array::from_fn::<_, 4, _>(|_| div_b.scratch()),
-        |[sb, sa, c, scaled], i, ob, oa| {
+        || Scratch::<4>::new(n),
+        |s, i, ob, oa| {
+            let [sb, sa, c, scaled] = s.bufs();
             let m = ring.q(i);
             let w = div_b.weights[i];
             // Without an automorphism the products go straight to the output.
@@ -319,10 +322,6 @@ impl<'a> Division<'a> {
         }
     }
 
-    fn scratch(&self) -> Vec<u64> {
-        vec![0u64; self.params.ring().n()]
-    }
-
     /// [x]_D extended to kept prime `i`, in NTT form, into `c`.
     fn converted_tower(&self, i: usize, c: &mut [u64]) {
         self.prepared.write(i, c);
@@ -382,8 +381,9 @@ pub fn automorphism_hoisted_qp(
     Poly::pair_from_towers(
         ring,
         basis,
-        || [vec![0u64; n], vec![0u64; n]],
-        |[s0, s1], t, o0, o1| {
+        || Scratch::<2>::new(n),
+        |s, t, o0, o1| {
+            let [s0, s1] = s.bufs();
             tower_products(params, dec, key, t, s0, s1);
             if t < basis.q {
                 simd::mul_add_scalar(s0, c0.tower(t), p_mod_q[t], ring.q(t));
