@@ -106,16 +106,17 @@ impl BasisConverter {
     /// [`PreparedConversion::write`] produces one output residue vector at a time (so a
     /// caller can transform and consume it while it is in cache).
     pub fn prepare(&self, input: &[&[u64]], exact: bool) -> PreparedConversion<'_> {
-        self.prepare_owned(input.par_iter().map(|x| x.to_vec()).collect(), exact)
-    }
-
-    /// [`Self::prepare`] of residue vectors the conversion may overwrite (saves a copy).
-    pub fn prepare_owned(&self, mut input: Vec<Vec<u64>>, exact: bool) -> PreparedConversion<'_> {
-        input
-            .par_iter_mut()
+        // y_i = [x_i * (A/a_i)^{-1}]_{a_i}.
+        let y = input
+            .par_iter()
             .enumerate()
-            .for_each(|(i, y)| simd::mul_scalar(y, self.a_hat_inv[i], &self.from[i]));
-        self.prepare_scaled(input, exact)
+            .map(|(i, x)| {
+                let mut y = x.to_vec();
+                simd::mul_scalar(&mut y, self.a_hat_inv[i], &self.from[i]);
+                y
+            })
+            .collect();
+        self.prepare_scaled(y, exact)
     }
 
     /// The factor [(A/a_i)^{-1}]_{a_i} every input residue is multiplied by first.
@@ -123,7 +124,7 @@ impl BasisConverter {
         self.a_hat_inv[i]
     }
 
-    /// [`Self::prepare_owned`] of inputs already multiplied by their
+    /// [`Self::prepare`] of owned inputs already multiplied by their
     /// [`Self::input_factor`] (and reduced), e.g. by a scaled inverse NTT: saves a pass.
     pub fn prepare_scaled(&self, y: Vec<Vec<u64>>, exact: bool) -> PreparedConversion<'_> {
         let n = y.first().map_or(0, |t| t.len());

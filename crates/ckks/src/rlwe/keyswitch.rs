@@ -10,8 +10,10 @@
 //! hoisted rotation, conjugation, relinearisation, relinearisation + rescale): only the
 //! towers the division removes are computed ahead; every kept tower's inner product,
 //! division by P (and q_level), addend and automorphism run in one pass while it is in
-//! cache. [`inner_product`], [`mod_down`] and [`automorphism_hoisted_qp`] serve double
-//! hoisting (linear transforms), where sums stay in Q_l * P until one ModDown.
+//! cache. [`automorphism_hoisted_qp`], [`lift_to_qp`] and [`mod_down`] serve double
+//! hoisting (linear transforms), where sums stay in Q_l * P until one ModDown;
+//! [`inner_product`] and [`key_switch`] are the plain building blocks (measured by the
+//! `keyswitch_breakdown` example).
 
 use super::keys::SwitchingKey;
 use crate::params::Params;
@@ -200,13 +202,10 @@ pub fn switch_finish(
             let (mut ob, mut oa) = (vec![0u64; n], vec![0u64; n]);
             products(t, &mut ob, &mut oa);
             if t == level && finish.rescale {
-                let m = ring.q(level);
                 let p = params.p_mod_q()[level];
                 for (o, add) in [(&mut ob, finish.add[0]), (&mut oa, finish.add[1])] {
                     if let Some(add) = add {
-                        for (o, &x) in o.iter_mut().zip(add.tower(level)) {
-                            *o = m.add(*o, m.mul(x, p));
-                        }
+                        simd::mul_add_scalar(o, add.tower(level), p, ring.q(level));
                     }
                 }
             }
@@ -219,15 +218,8 @@ pub fn switch_finish(
     );
     let perm = finish.galois.map(|g| ring.galois_permutation(g));
     let out_basis = div_b.out_basis;
-    // Rescaling divides the addends by q_level: [q_level^{-1}]_{q_i} per kept tower.
-    let add_factor: Option<Vec<u64>> = finish.rescale.then(|| {
-        (0..out_basis.q)
-            .map(|i| {
-                let m = ring.q(i);
-                m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)
-            })
-            .collect()
-    });
+    // Rescaling divides the addends by q_level.
+    let add_factor = div_b.level_inv.as_deref();
     Poly::pair_from_towers(
         ring,
         out_basis,
@@ -245,7 +237,7 @@ pub fn switch_finish(
             // One converted tower at a time: fewer temporaries competing for cache.
             for (p, div, add) in [(pb, &div_b, finish.add[0]), (pa, &div_a, finish.add[1])] {
                 div.converted_tower(i, c);
-                let add = add.map(|x| match &add_factor {
+                let add = add.map(|x| match add_factor {
                     Some(f) => {
                         scaled.copy_from_slice(x.tower(i));
                         simd::mul_scalar(scaled, f[i], m);
@@ -256,10 +248,7 @@ pub fn switch_finish(
                 simd::sub_mul_add_scalar(p, c, w, add, m);
             }
             if let Some(perm) = &perm {
-                for ((b, a), &j) in ob.iter_mut().zip(oa.iter_mut()).zip(perm.iter()) {
-                    *b = sb[j as usize];
-                    *a = sa[j as usize];
-                }
+                permute_pair(perm, [sb, sa], [ob, oa]);
             }
         },
     )
@@ -276,6 +265,8 @@ struct Division<'a> {
     out_basis: Basis,
     /// D^{-1} modulo each kept prime.
     weights: Vec<u64>,
+    /// When rescaling, [q_level^{-1}]_{q_i} for each kept prime i.
+    level_inv: Option<Vec<u64>>,
 }
 
 impl<'a> Division<'a> {
@@ -300,18 +291,19 @@ impl<'a> Division<'a> {
         // small scales).
         let prepared =
             converter.prepare_scaled(removed.into_iter().map(|(_, v)| v).collect(), true);
+        let level_inv: Option<Vec<u64>> = rescale.then(|| {
+            (0..out_q)
+                .map(|i| {
+                    let m = ring.q(i);
+                    m.inv(m.reduce(ring.q(level).value())).unwrap_or(0)
+                })
+                .collect()
+        });
         let p_inv = params.p_inv_mod_q();
         let weights = (0..out_q)
-            .map(|i| {
-                let m = ring.q(i);
-                if rescale {
-                    m.mul(
-                        p_inv[i],
-                        m.inv(m.reduce(ring.q(level).value())).unwrap_or(0),
-                    )
-                } else {
-                    p_inv[i]
-                }
+            .map(|i| match &level_inv {
+                Some(l) => ring.q(i).mul(p_inv[i], l[i]),
+                None => p_inv[i],
             })
             .collect();
         Self {
@@ -319,6 +311,7 @@ impl<'a> Division<'a> {
             prepared,
             out_basis: params.basis_q(out_q - 1),
             weights,
+            level_inv,
         }
     }
 
@@ -388,10 +381,18 @@ pub fn automorphism_hoisted_qp(
             if t < basis.q {
                 simd::mul_add_scalar(s0, c0.tower(t), p_mod_q[t], ring.q(t));
             }
-            for ((a, b), &j) in o0.iter_mut().zip(o1.iter_mut()).zip(perm.iter()) {
-                *a = s0[j as usize];
-                *b = s1[j as usize];
-            }
+            permute_pair(&perm, [s0, s1], [o0, o1]);
         },
     )
+}
+
+/// `dst[k][i] = src[k][perm[i]]` for both towers in one pass over the permutation: an
+/// automorphism of NTT slots (see `RingContext::galois_permutation`).
+fn permute_pair(perm: &[u32], src: [&[u64]; 2], dst: [&mut [u64]; 2]) {
+    let [s0, s1] = src;
+    let [d0, d1] = dst;
+    for ((a, b), &j) in d0.iter_mut().zip(d1.iter_mut()).zip(perm) {
+        *a = s0[j as usize];
+        *b = s1[j as usize];
+    }
 }
