@@ -64,6 +64,13 @@ pub fn security_bound(log_n: u32) -> Option<u32> {
         .map(|&(_, b)| b)
 }
 
+/// Hamming weight of the ephemeral sparse secret that bootstrapping switches to around
+/// ModRaise (sparse-secret encapsulation, Bossuat-Troncoso-Pastoriza-Hubaux 2022).
+pub const ENCAPSULATION_HAMMING_WEIGHT: usize = 32;
+
+/// Bit size of the single special prime of the dense-to-sparse encapsulation key.
+pub const ENCAPSULATION_LOG_P: u32 = 61;
+
 /// Named presets.
 pub const PRESETS: [&str; 6] = [
     "leveled15",
@@ -424,6 +431,43 @@ impl Params {
 
     pub(crate) fn p_mod_q(&self) -> &[u64] {
         &self.p_mod_q
+    }
+
+    /// The parameters of the dense-to-sparse encapsulation key of bootstrapping: the same
+    /// N, the base prime q_0 alone and one special prime of [`ENCAPSULATION_LOG_P`] bits,
+    /// secret of Hamming weight [`ENCAPSULATION_HAMMING_WEIGHT`].
+    ///
+    /// **Why so small a modulus.** That key is an RLWE encryption of the dense secret under
+    /// the *sparse* one, and a sparse secret is only safe under a small modulus: at
+    /// N = 2^16, log(q_0 p) of about 121 bits is far below the 1747 bits the standard allows
+    /// a dense ternary secret, which leaves the margin that hybrid attacks on a weight-32
+    /// secret take. Generating the same key over the whole chain was Lattigo v5.0.0-v6.1.0's
+    /// flaw (about 106 bits of security instead of 128; Lattigo's SECURITY.md,
+    /// `genEncapsulationEvaluationKeysNew`). The sparse-to-dense key, by contrast, encrypts
+    /// the sparse secret under the dense one and may span the whole chain. The sparse secret
+    /// itself is never used to encrypt data and is dropped (zeroized) after key generation.
+    pub fn encapsulation_params(&self) -> Result<Arc<Params>> {
+        let lit = ParamsLiteral {
+            log_n: self.literal.log_n,
+            log_q: vec![self.literal.log_q[0]],
+            log_p: vec![ENCAPSULATION_LOG_P],
+            dnum: 1,
+            secret: SecretDistribution::HammingWeight(ENCAPSULATION_HAMMING_WEIGHT.min(self.n())),
+            log_scale: self.literal.log_scale,
+            sigma: self.literal.sigma,
+        };
+        let small = if self.insecure {
+            Params::new_insecure(lit)?
+        } else {
+            Params::new(lit)?
+        };
+        // Primes are drawn largest-first by size, q_0 first in both chains: the same q_0.
+        if small.ring().q(0).value() != self.ring().q(0).value() {
+            return Err(Error::InvalidParameters(
+                "internal: the encapsulation parameters do not share q_0".into(),
+            ));
+        }
+        Ok(small)
     }
 
     /// A one-line human summary: N, slots, levels, log QP, dnum and the bound.

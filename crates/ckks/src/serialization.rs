@@ -412,6 +412,11 @@ pub fn switching_key_size(k: &SwitchingKey) -> usize {
     HEADER_LEN + switching_body_size(k.params())
 }
 
+/// Exact serialized size of a standalone switching key of `params` (without building one).
+pub fn switching_key_size_for(params: &Params) -> usize {
+    HEADER_LEN + switching_body_size(params)
+}
+
 /// Exact serialized size of a standalone Galois key (one rotation or conjugation key).
 pub fn galois_key_size(params: &Params) -> usize {
     HEADER_LEN + 8 + switching_body_size(params)

@@ -209,20 +209,66 @@ impl Encoder {
         Ok(self.decode_complex(pt)?.into_iter().map(|c| c.re).collect())
     }
 
-    /// Evaluates the message polynomial at the slot roots (HEAAN's fftSpecial).
-    fn fft_special(&self, vals: &mut [Complex64]) {
-        let size = vals.len();
+    /// The root of unity used by the butterflies of block length `len` at offset `j`
+    /// (`j < len / 2`) of [`Self::fft_special`] (`inverse = false`) or of
+    /// [`Self::fft_special_inv`] (`inverse = true`, the conjugate root).
+    fn butterfly_root(&self, len: usize, j: usize, inverse: bool) -> Complex64 {
         let m = 2 * self.params.n();
+        let lenq = len * 4;
+        let r = self.rot_group[j] as usize % lenq;
+        let idx = if inverse { lenq - r } else { r };
+        self.roots[idx * (m / lenq)]
+    }
+
+    /// One butterfly stage of the special FFT on `slots` values as a sparse matrix given by
+    /// its diagonals (offset `k` mod `slots` -> `d_k`, with `out[i] = sum_k d_k[i] in[i + k]`):
+    /// the stage of block length `len` of [`Self::fft_special`] (`inverse = false`, without
+    /// its bit reversal) or of [`Self::fft_special_inv`] (`inverse = true`, without its bit
+    /// reversal and its 1/slots). The homomorphic DFTs of bootstrapping are products of these
+    /// stages, so they use exactly the encoder's own roots and ordering.
+    pub(crate) fn fft_stage_diagonals(
+        &self,
+        slots: usize,
+        len: usize,
+        inverse: bool,
+    ) -> Vec<(i64, Vec<Complex64>)> {
+        let zero = Complex64::new(0.0, 0.0);
+        let one = Complex64::new(1.0, 0.0);
+        let lenh = len / 2;
+        let (mut d0, mut up, mut down) = (vec![zero; slots], vec![zero; slots], vec![zero; slots]);
+        for i in (0..slots).step_by(len) {
+            for j in 0..lenh {
+                let w = self.butterfly_root(len, j, inverse);
+                let (a, b) = (i + j, i + j + lenh);
+                if inverse {
+                    // out[a] = in[a] + in[b]; out[b] = (in[a] - in[b]) w.
+                    d0[a] = one;
+                    up[a] = one;
+                    down[b] = w;
+                    d0[b] = -w;
+                } else {
+                    // out[a] = in[a] + w in[b]; out[b] = in[a] - w in[b].
+                    d0[a] = one;
+                    up[a] = w;
+                    down[b] = one;
+                    d0[b] = -w;
+                }
+            }
+        }
+        vec![(0, d0), (lenh as i64, up), (-(lenh as i64), down)]
+    }
+
+    /// Evaluates the message polynomial at the slot roots (HEAAN's fftSpecial).
+    pub(crate) fn fft_special(&self, vals: &mut [Complex64]) {
+        let size = vals.len();
         bit_reverse(vals);
         let mut len = 2;
         while len <= size {
             let lenh = len / 2;
-            let lenq = len * 4;
             for i in (0..size).step_by(len) {
                 for j in 0..lenh {
-                    let idx = (self.rot_group[j] as usize % lenq) * (m / lenq);
                     let u = vals[i + j];
-                    let v = vals[i + j + lenh] * self.roots[idx];
+                    let v = vals[i + j + lenh] * self.butterfly_root(len, j, false);
                     vals[i + j] = u + v;
                     vals[i + j + lenh] = u - v;
                 }
@@ -232,18 +278,15 @@ impl Encoder {
     }
 
     /// Inverse of [`Self::fft_special`] including the 1/size factor.
-    fn fft_special_inv(&self, vals: &mut [Complex64]) {
+    pub(crate) fn fft_special_inv(&self, vals: &mut [Complex64]) {
         let size = vals.len();
-        let m = 2 * self.params.n();
         let mut len = size;
         while len >= 2 {
             let lenh = len / 2;
-            let lenq = len * 4;
             for i in (0..size).step_by(len) {
                 for j in 0..lenh {
-                    let idx = (lenq - (self.rot_group[j] as usize % lenq)) * (m / lenq);
                     let u = vals[i + j] + vals[i + j + lenh];
-                    let v = (vals[i + j] - vals[i + j + lenh]) * self.roots[idx];
+                    let v = (vals[i + j] - vals[i + j + lenh]) * self.butterfly_root(len, j, true);
                     vals[i + j] = u;
                     vals[i + j + lenh] = v;
                 }
@@ -258,7 +301,8 @@ impl Encoder {
     }
 }
 
-fn bit_reverse<T>(vals: &mut [T]) {
+/// In-place bit-reversal permutation (the special FFT's reordering).
+pub(crate) fn bit_reverse<T>(vals: &mut [T]) {
     let n = vals.len();
     let mut j = 0usize;
     for i in 1..n {

@@ -24,7 +24,8 @@ pub const SCALE_TOLERANCE: f64 = 1e-9;
 /// Counters of the expensive operations an evaluator performed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpCounts {
-    /// Key switches: relinearisations plus rotations/conjugations (hoisted ones included).
+    /// Key switches: relinearisations, rotations/conjugations (hoisted ones included) and
+    /// switches between secrets.
     pub key_switches: u64,
     /// Relinearisations.
     pub relinearizations: u64,
@@ -34,10 +35,13 @@ pub struct OpCounts {
     pub decompositions: u64,
     /// Rescales.
     pub rescales: u64,
+    /// Plain key switches between two secrets (bootstrapping's encapsulation).
+    pub secret_switches: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    switch: AtomicU64,
     relin: AtomicU64,
     rot: AtomicU64,
     decomp: AtomicU64,
@@ -85,8 +89,10 @@ impl Evaluator {
     pub fn op_counts(&self) -> OpCounts {
         let relin = self.counters.relin.load(Ordering::Relaxed);
         let rot = self.counters.rot.load(Ordering::Relaxed);
+        let switch = self.counters.switch.load(Ordering::Relaxed);
         OpCounts {
-            key_switches: relin + rot,
+            key_switches: relin + rot + switch,
+            secret_switches: switch,
             relinearizations: relin,
             rotations: rot,
             decompositions: self.counters.decomp.load(Ordering::Relaxed),
@@ -97,6 +103,7 @@ impl Evaluator {
     /// Resets the counters.
     pub fn reset_op_counts(&self) {
         for c in [
+            &self.counters.switch,
             &self.counters.relin,
             &self.counters.rot,
             &self.counters.decomp,
@@ -638,6 +645,44 @@ impl Evaluator {
         Ok(())
     }
 
+    /// Switches a ciphertext that decrypts under some secret s' to the evaluator's secret s,
+    /// with a switching key from s' to s of the same parameters (bootstrapping's sparse-secret
+    /// encapsulation).
+    pub fn switch_key(&self, ct: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext> {
+        self.check(ct, "switch_key")?;
+        if key.params().fingerprint() != self.params.fingerprint() {
+            return Err(Error::ParameterMismatch { op: "switch_key" });
+        }
+        if ct.degree() != 1 {
+            return Err(Error::Degree {
+                op: "switch_key",
+                degree: ct.degree(),
+                expected: 1,
+            });
+        }
+        let dec = keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]);
+        let finish = Finish {
+            add: [Some(&ct.polys()[0]), None],
+            ..Finish::default()
+        };
+        let [c0, c1] = keyswitch::switch_finish(&self.params, &dec, key, finish);
+        self.counters.switch.fetch_add(1, Ordering::Relaxed);
+        self.counters.decomp.fetch_add(1, Ordering::Relaxed);
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![c0, c1],
+            ct.level,
+            ct.scale,
+            ct.slots,
+        ))
+    }
+
+    /// Adds key switches made by another evaluator on this one's behalf (bootstrapping's
+    /// switch over the encapsulation parameters), so that the counts stay complete.
+    pub(crate) fn count_key_switches(&self, n: u64) {
+        self.counters.switch.fetch_add(n, Ordering::Relaxed);
+    }
+
     // ----- automorphisms -----
 
     fn galois_key(
@@ -672,10 +717,17 @@ impl Evaluator {
         Ok(self.switch_galois(ct, &dec, g, key))
     }
 
-    /// Galois element of a rotation by `steps` within `slots` slots.
+    /// Galois element of a rotation by `steps` within `slots` slots: 1 (no rotation) when
+    /// `steps` is a multiple of `slots`, else the ring's element for `steps`, which reduces
+    /// modulo N/2 exactly as key generation does. With fewer slots than N/2 the message is
+    /// periodic with period `slots`, so rotating by `steps` modulo N/2 is the same rotation,
+    /// and `rotate(ct, -1)` asks for the key `gen_rotation_key(sk, -1)` made (one rule for
+    /// both sides; reducing modulo the slot count here asked for a key never generated).
     fn rotation_element(&self, steps: i64, slots: usize) -> u64 {
-        let s = steps.rem_euclid(slots as i64);
-        self.params.ring().galois_element_for_rotation(s)
+        if steps.rem_euclid(slots as i64) == 0 {
+            return 1;
+        }
+        self.params.ring().galois_element_for_rotation(steps)
     }
 
     /// Rotates the slots left by `steps` (negative: right).

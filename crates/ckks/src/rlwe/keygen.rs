@@ -1,10 +1,12 @@
 //! Key generation (client side only).
 
 use super::keys::{
-    EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
+    EncapsulationKeys, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SecretKey,
+    SwitchingKey,
 };
 use super::sampler::Prng;
-use crate::params::{Params, SecretDistribution};
+use crate::error::Result;
+use crate::params::{ENCAPSULATION_HAMMING_WEIGHT, Params, SecretDistribution};
 use crate::ring::{Coeff, Ntt, Poly};
 use std::sync::Arc;
 
@@ -110,6 +112,32 @@ impl KeyGenerator {
             }
         }
         keys
+    }
+
+    /// The sparse-secret encapsulation keys of bootstrapping (see [`EncapsulationKeys`]): an
+    /// ephemeral secret of Hamming weight 32 is drawn, the two switching keys are made, and
+    /// the ephemeral secret is zeroized when this returns.
+    pub fn gen_encapsulation_keys(&mut self, sk: &SecretKey) -> Result<EncapsulationKeys> {
+        let small = self.params.encapsulation_params()?;
+        let h = match small.literal().secret {
+            SecretDistribution::HammingWeight(h) => h,
+            SecretDistribution::Ternary => ENCAPSULATION_HAMMING_WEIGHT,
+        };
+        let sparse = secret_from_coeffs(&self.params, self.prng.hamming_weight(self.params.n(), h));
+        // Encrypts s' under the dense s: safe over the whole chain.
+        let sparse_to_dense = self.gen_switching_key_under(&sk.ntt, &sparse.ntt);
+        // Encrypts s under the sparse s': only over q_0 * p.
+        let mut small_gen = KeyGenerator {
+            params: small.clone(),
+            prng: Prng::from_seed(self.prng.seed()),
+        };
+        let dense_small = secret_from_coeffs(&small, sk.coeffs.clone());
+        let sparse_small = secret_from_coeffs(&small, sparse.coeffs.clone());
+        let dense_to_sparse = small_gen.gen_switching_key_under(&sparse_small.ntt, &dense_small.ntt);
+        Ok(EncapsulationKeys {
+            dense_to_sparse,
+            sparse_to_dense,
+        })
     }
 
     /// Hybrid key-switching key from `s_prime` (NTT over Q and P) to s.

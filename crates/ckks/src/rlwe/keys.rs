@@ -118,6 +118,34 @@ impl GaloisKey {
     }
 }
 
+/// Sparse-secret encapsulation keys of bootstrapping (Bossuat-Troncoso-Pastoriza-Hubaux
+/// 2022): the main secret stays dense; around ModRaise the ciphertext is switched to an
+/// ephemeral secret of Hamming weight 32 (so that the overflow `I` of ModRaise is small) and
+/// back. See `Params::encapsulation_params` for why the first key lives over q_0 * p only.
+#[derive(Clone, Debug)]
+pub struct EncapsulationKeys {
+    /// From the dense secret to the sparse one, over q_0 and one special prime
+    /// (`Params::encapsulation_params`).
+    pub(crate) dense_to_sparse: SwitchingKey,
+    /// From the sparse secret back to the dense one, over the whole chain Q_L * P.
+    pub(crate) sparse_to_dense: SwitchingKey,
+}
+
+impl EncapsulationKeys {
+    /// The dense-to-sparse key (over the encapsulation parameters).
+    pub fn dense_to_sparse(&self) -> &SwitchingKey {
+        &self.dense_to_sparse
+    }
+    /// The sparse-to-dense key (over the main parameters).
+    pub fn sparse_to_dense(&self) -> &SwitchingKey {
+        &self.sparse_to_dense
+    }
+    /// Serialized size in bytes of both keys (seeded).
+    pub fn byte_size(&self) -> usize {
+        self.dense_to_sparse.byte_size() + self.sparse_to_dense.byte_size()
+    }
+}
+
 /// The public evaluation keys a server needs: relinearisation and Galois keys.
 #[derive(Clone, Debug, Default)]
 pub struct EvaluationKeys {

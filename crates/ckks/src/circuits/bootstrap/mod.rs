@@ -1,0 +1,586 @@
+//! CKKS bootstrapping: a ciphertext at the bottom of the chain comes back near the top with
+//! the same message (Cheon-Han-Kim-Kim-Song 2018), in the variant of Lattigo's
+//! `circuits/ckks/bootstrapping` (Bossuat-Mouchet-Troncoso-Pastoriza-Hubaux 2021, 2022):
+//!
+//! 1. **Scale to the message ratio.** The input (any level, dropped to 0) is multiplied by the
+//!    integer `k = floor(q_0 / (2^log_message_ratio * scale))`, exactly, so that its
+//!    coefficients fill `q_0 / 2^log_message_ratio`: small enough for the sine to be nearly
+//!    linear on them, large enough that EvalMod's absolute error stays small next to them.
+//! 2. **Sparse-secret encapsulation** (Bossuat-Troncoso-Pastoriza-Hubaux 2022): a key switch
+//!    over `q_0 p` only moves the ciphertext to an ephemeral secret of Hamming weight 32.
+//! 3. **ModRaise**: the residues modulo `q_0` are lifted (centred) to the whole chain; the
+//!    ciphertext now decrypts to `m + q_0 I` with `|I| <= 16` except with probability
+//!    `2^-138` (see [`EvalModConfig::k`]). A key switch returns it to the dense secret.
+//! 4. **SubSum** (fewer slots than N/2 only): `log2(N / 2n)` rotations keep the coefficients
+//!    of the slot subring and multiply them by `N / 2n`.
+//! 5. **CoeffsToSlots**: the inverse special FFT, factored into `cts_levels` sparse matrices
+//!    (see [`dft`]), puts the coefficients in the slots; the real and imaginary parts are
+//!    separated with one conjugation. With full slots they become two real ciphertexts; with
+//!    fewer, the ciphertext is read with `2n` slots and holds `[Re | Im]`, so that EvalMod
+//!    runs once.
+//! 6. **EvalMod** (see [`mod1`]) removes `q_0 I` slot-wise.
+//! 7. **SlotsToCoeffs**: the forward FFT in `stc_levels` factors, low in the chain, where
+//!    key switches are cheapest.
+//!
+//! **Scale bookkeeping, no level spent on constants** (Lattigo's tricks): the `1 / q_0`, the
+//! `1 / K` of EvalMod's interval, the FFT's `1 / n`, SubSum's `2n / N` and the halves of the
+//! real/imaginary split are folded into the CoeffsToSlots matrices; `q_0 / 2 pi` and the
+//! return to the input's scale into SlotsToCoeffs and EvalMod's target scale. Linear
+//! transforms keep the scale metadata, so metadata is set where the folded constants
+//! change what the integers mean. The result is at the input's scale exactly.
+//!
+//! **Real vectors**: [`Bootstrapper::bootstrap_real_pair`] bootstraps two real vectors as
+//! one complex one (`a + i b`), so each pays half of a bootstrap.
+
+pub mod dft;
+pub mod mod1;
+
+pub use mod1::{EvalMod, EvalModConfig};
+
+use crate::ckks::encoder::Encoder;
+use crate::ckks::evaluator::Evaluator;
+use crate::circuits::linear_transform::{EncodedLinearTransform, LinearTransform};
+use crate::error::{Error, Result};
+use crate::params::Params;
+use crate::ring::{Coeff, Ntt, Poly};
+use crate::rlwe::ciphertext::Ciphertext;
+use crate::rlwe::keys::{EncapsulationKeys, EvaluationKeys};
+use crate::serialization::{evaluation_keys_size, switching_key_size_for};
+use dft::Diagonals;
+use num_complex::Complex64;
+use rayon::prelude::*;
+use std::f64::consts::PI;
+use std::sync::Arc;
+
+const OP: &str = "bootstrap";
+
+/// What a bootstrapper is built for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BootstrapConfig {
+    /// Slot count of the ciphertexts it takes: N/2, or a power of two below it.
+    pub slots: usize,
+    /// Levels of CoeffsToSlots (its DFT factors); more levels, fewer rotations per level.
+    pub cts_levels: usize,
+    /// Levels of SlotsToCoeffs.
+    pub stc_levels: usize,
+    /// EvalMod's parameters.
+    pub eval_mod: EvalModConfig,
+    /// Evaluate the DFT factors with double hoisting (see `LinearTransform`).
+    pub double_hoisting: bool,
+}
+
+impl BootstrapConfig {
+    /// Lattigo-like defaults for `slots` slots: CoeffsToSlots in 4 levels, SlotsToCoeffs in
+    /// 3, the default [`EvalModConfig`] (9 levels): 16 levels in all.
+    pub fn new(slots: usize) -> Self {
+        Self {
+            slots,
+            cts_levels: 4,
+            stc_levels: 3,
+            eval_mod: EvalModConfig::default(),
+            double_hoisting: false,
+        }
+    }
+}
+
+/// Where the levels go: the bootstrapper's depth budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelBudget {
+    /// Level of ModRaise's output (the top of the chain).
+    pub top: usize,
+    /// Levels of CoeffsToSlots.
+    pub cts: usize,
+    /// Levels of EvalMod.
+    pub eval_mod: usize,
+    /// Levels of SlotsToCoeffs.
+    pub stc: usize,
+    /// The level the result comes back at: `top - cts - eval_mod - stc`.
+    pub output: usize,
+}
+
+impl LevelBudget {
+    /// Total depth of the circuit.
+    pub fn depth(&self) -> usize {
+        self.cts + self.eval_mod + self.stc
+    }
+}
+
+/// Bootstrapping for one parameter set and slot count, with its DFT matrices encoded.
+/// Holds no key: [`Self::bootstrap`] takes an evaluator (relinearisation, rotation and
+/// conjugation keys; see [`Self::rotation_steps`]) and the [`EncapsulationKeys`].
+pub struct Bootstrapper {
+    params: Arc<Params>,
+    small: Arc<Params>,
+    config: BootstrapConfig,
+    budget: LevelBudget,
+    eval_mod: EvalMod,
+    /// CoeffsToSlots factors in the order applied (levels top, top - 1, ...).
+    cts: Vec<EncodedLinearTransform>,
+    /// SlotsToCoeffs factors in the order applied.
+    stc: Vec<EncodedLinearTransform>,
+    /// The constant folded into SlotsToCoeffs (see `new`).
+    stc_constant: f64,
+    rotation_steps: Vec<i64>,
+}
+
+impl std::fmt::Debug for Bootstrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Bootstrapper(slots {}, {:?})",
+            self.config.slots, self.budget
+        )
+    }
+}
+
+/// An `EncodedLinearTransform` of a diagonal set at `level`.
+fn encode_factor(
+    encoder: &Encoder,
+    slots: usize,
+    diagonals: Diagonals,
+    level: usize,
+    double_hoisting: bool,
+) -> Result<EncodedLinearTransform> {
+    LinearTransform::from_diagonals(slots, diagonals.into_iter().map(|(k, d)| (k as i64, d)))?
+        .with_double_hoisting(double_hoisting)
+        .encode(encoder, level)
+}
+
+impl Bootstrapper {
+    /// Plans the circuit and encodes its matrices. Errors: a slot count that is not a power
+    /// of two in `2^cts_levels ..= N/2` (and at least `2^stc_levels`), a chain too short for
+    /// the depth, invalid EvalMod parameters.
+    pub fn new(params: Arc<Params>, config: BootstrapConfig) -> Result<Self> {
+        let n = config.slots;
+        let max = params.max_slots();
+        if !n.is_power_of_two() || n > max || n < 2 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                msg: format!("slot count {n} must be a power of two in 2..={max}"),
+            });
+        }
+        let eval_mod = EvalMod::new(config.eval_mod.clone())?;
+        let top = params.max_level();
+        let depth = config.cts_levels + eval_mod.depth() + config.stc_levels;
+        if depth > top {
+            return Err(Error::InvalidParameters(format!(
+                "bootstrapping needs {depth} levels ({} CoeffsToSlots + {} EvalMod + {} SlotsToCoeffs) above level 0; the chain has {top}",
+                config.cts_levels,
+                eval_mod.depth(),
+                config.stc_levels
+            )));
+        }
+        let budget = LevelBudget {
+            top,
+            cts: config.cts_levels,
+            eval_mod: eval_mod.depth(),
+            stc: config.stc_levels,
+            output: top - depth,
+        };
+        let small = params.encapsulation_params()?;
+        let encoder = Encoder::new(params.clone());
+        let ring = params.ring();
+        let q0 = ring.q(0).value() as f64;
+        let sparse = n < max;
+        let i = Complex64::new(0.0, 1.0);
+
+        // CoeffsToSlots: y = x / K at scale q_{eval_in}, x = (m + q_0 I) / q_0, from the
+        // unnormalised inverse FFT (a factor n) after SubSum (a factor N / 2n).
+        let eval_in = top - budget.cts;
+        let q_eval = ring.q(eval_in).value() as f64;
+        let total = q_eval / (q0 * config.eval_mod.k * max as f64);
+        let per_factor = total.powf(1.0 / budget.cts as f64);
+        let mut cts = Vec::with_capacity(budget.cts);
+        let factors = dft::factors(&encoder, n, budget.cts, true)?;
+        let last = factors.len() - 1;
+        for (g, mut f) in factors.into_iter().enumerate() {
+            dft::scale(&mut f, per_factor.into());
+            let level = top - g;
+            let (slots, f) = if g == last && sparse {
+                // Read with 2n slots: [Re | Im] = v + conj(v) with v = D M x, D = (1/2, -i/2).
+                let half = Complex64::new(0.5, 0.0);
+                (
+                    2 * n,
+                    dft::lift_to_double(&f, n, |r| if r < n { half } else { -i * half }, |_| 1.0.into(), false),
+                )
+            } else if g == last {
+                // Full slots: v = M x / 2, then Re = v + conj(v), Im = -i (v - conj(v)).
+                dft::scale(&mut f, 0.5.into());
+                (n, f)
+            } else {
+                (n, f)
+            };
+            cts.push(encode_factor(&encoder, slots, f, level, config.double_hoisting)?);
+        }
+
+        // SlotsToCoeffs, with a constant chosen so that a nominal input (the default scale)
+        // has EvalMod end at a scale near its level's prime (see `bootstrap_scaled`).
+        let stc_in = eval_in - budget.eval_mod;
+        let k_nominal = Self::ratio_multiplier(&params, &config, params.default_scale())
+            .unwrap_or(1.0);
+        let q_stc = ring.q(stc_in).value() as f64;
+        let stc_constant = q0 / (2.0 * PI * k_nominal * q_stc);
+        let per_factor = stc_constant.powf(1.0 / budget.stc as f64);
+        let mut stc = Vec::with_capacity(budget.stc);
+        for (g, mut f) in dft::factors(&encoder, n, budget.stc, false)?
+            .into_iter()
+            .enumerate()
+        {
+            dft::scale(&mut f, per_factor.into());
+            let level = stc_in - g;
+            let (slots, f) = if g == 0 && sparse {
+                // [Re | Im] with 2n slots in, M (Re + i Im) out, replicated.
+                (
+                    2 * n,
+                    dft::lift_to_double(&f, n, |_| 1.0.into(), |c| if c < n { 1.0.into() } else { i }, true),
+                )
+            } else {
+                (n, f)
+            };
+            stc.push(encode_factor(&encoder, slots, f, level, config.double_hoisting)?);
+        }
+
+        let mut steps: Vec<i64> = cts
+            .iter()
+            .chain(&stc)
+            .flat_map(EncodedLinearTransform::rotation_steps)
+            .collect();
+        if sparse {
+            steps.extend(Evaluator::inner_sum_steps(n as i64, max / n));
+        }
+        // One key per Galois element: steps that differ by a multiple of N/2 share a key.
+        let half = max as i64;
+        steps.iter_mut().for_each(|s| *s = s.rem_euclid(half));
+        steps.retain(|&s| s != 0);
+        steps.sort_unstable();
+        steps.dedup();
+        Ok(Self {
+            params,
+            small,
+            config,
+            budget,
+            eval_mod,
+            cts,
+            stc,
+            stc_constant,
+            rotation_steps: steps,
+        })
+    }
+
+    /// The integer `k` by which an input at `scale` is multiplied before ModRaise, or
+    /// `None` when the scale is above `q_0 / 2^log_message_ratio` (or not positive).
+    fn ratio_multiplier(params: &Params, config: &BootstrapConfig, scale: f64) -> Option<f64> {
+        let q0 = params.ring().q(0).value() as f64;
+        let ceiling = q0 / 2f64.powi(config.eval_mod.log_message_ratio as i32);
+        let k = (ceiling / scale).floor();
+        (scale.is_finite() && scale > 0.0 && k >= 1.0 && k < 2f64.powi(52)).then_some(k)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BootstrapConfig {
+        &self.config
+    }
+
+    /// The level budget: depth, output level.
+    pub fn budget(&self) -> LevelBudget {
+        self.budget
+    }
+
+    /// Multiplicative depth of the circuit.
+    pub fn depth(&self) -> usize {
+        self.budget.depth()
+    }
+
+    /// The level the input needs: 0 (inputs above it are dropped to it first; nothing
+    /// above level 0 is lost, since bootstrapping only reads the message modulo q_0).
+    pub fn input_level(&self) -> usize {
+        0
+    }
+
+    /// The level results come back at.
+    pub fn output_level(&self) -> usize {
+        self.budget.output
+    }
+
+    /// The rotation steps whose keys [`Self::bootstrap`] needs (besides the
+    /// relinearisation key, the conjugation key and the encapsulation keys).
+    pub fn rotation_steps(&self) -> &[i64] {
+        &self.rotation_steps
+    }
+
+    /// Serialized size in bytes of every key bootstrapping needs (seeded): relinearisation,
+    /// rotations, conjugation and the two encapsulation keys.
+    pub fn key_bytes(&self) -> usize {
+        evaluation_keys_size(&self.params, true, self.rotation_steps.len() + 1)
+            + switching_key_size_for(&self.params)
+            + switching_key_size_for(&self.small)
+    }
+
+    /// Checks that the evaluator holds every key needed, before any work.
+    fn check_keys(&self, eval: &Evaluator, enc: &EncapsulationKeys) -> Result<()> {
+        let keys: &EvaluationKeys = eval.keys();
+        let ring = self.params.ring();
+        if keys.relin.is_none() {
+            return Err(Error::MissingKey {
+                op: OP,
+                what: "relinearization key".into(),
+            });
+        }
+        if keys.galois_key(ring.galois_element_conjugate()).is_none() {
+            return Err(Error::MissingKey {
+                op: OP,
+                what: "conjugation key".into(),
+            });
+        }
+        if let Some(s) = self
+            .rotation_steps
+            .iter()
+            .find(|&&s| keys.galois_key(ring.galois_element_for_rotation(s)).is_none())
+        {
+            return Err(Error::MissingKey {
+                op: OP,
+                what: format!(
+                    "rotation key for step {s} ({} rotation keys are needed; see Bootstrapper::rotation_steps)",
+                    self.rotation_steps.len()
+                ),
+            });
+        }
+        if enc.sparse_to_dense.params().fingerprint() != self.params.fingerprint()
+            || enc.dense_to_sparse.params().fingerprint() != self.small.fingerprint()
+        {
+            return Err(Error::ParameterMismatch { op: OP });
+        }
+        Ok(())
+    }
+
+    /// Bootstraps `ct` (of [`BootstrapConfig::slots`] slots, any level, scale at most
+    /// `q_0 / 2^log_message_ratio`; values of magnitude up to 1) to
+    /// [`Self::output_level`], at the input's scale.
+    pub fn bootstrap(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        ct: &Ciphertext,
+    ) -> Result<Ciphertext> {
+        self.bootstrap_scaled(eval, keys, ct, 1.0)
+    }
+
+    /// Bootstraps two real vectors at once: `a + i b` through one bootstrap, then one
+    /// conjugation separates them. Both must have the same slot count, level and scale.
+    pub fn bootstrap_real_pair(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        a: &Ciphertext,
+        b: &Ciphertext,
+    ) -> Result<(Ciphertext, Ciphertext)> {
+        let half_n = self.params.n() as i64 / 2;
+        let ib = eval.mul_by_monomial(b, half_n)?;
+        let c = eval.add(a, &ib)?;
+        // The result carries (a + i b) / 2, so that c + conj(c) = a and -i (c - conj(c)) = b.
+        let c = self.bootstrap_scaled(eval, keys, &c, 0.5)?;
+        let conj = eval.conjugate(&c)?;
+        let re = eval.add(&c, &conj)?;
+        let diff = eval.sub(&c, &conj)?;
+        let im = eval.mul_by_monomial(&diff, 3 * half_n)?;
+        Ok((re, im))
+    }
+
+    /// [`Self::bootstrap`] returning `factor` times the message (0.5 for real pairs).
+    fn bootstrap_scaled(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        ct: &Ciphertext,
+        factor: f64,
+    ) -> Result<Ciphertext> {
+        if ct.params().fingerprint() != self.params.fingerprint() {
+            return Err(Error::ParameterMismatch { op: OP });
+        }
+        let n = self.config.slots;
+        if ct.slots() != n {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                msg: format!(
+                    "the ciphertext has {} slots, this bootstrapper was built for {n}",
+                    ct.slots()
+                ),
+            });
+        }
+        if ct.degree() != 1 {
+            return Err(Error::Degree {
+                op: OP,
+                degree: ct.degree(),
+                expected: 1,
+            });
+        }
+        let scale = ct.scale();
+        let k = Self::ratio_multiplier(&self.params, &self.config, scale).ok_or_else(|| {
+            Error::InvalidArgument {
+                op: OP,
+                msg: format!(
+                    "input scale 2^{:.2} is out of range: it must be positive and at most q_0 / 2^{} = 2^{:.2}",
+                    scale.log2(),
+                    self.config.eval_mod.log_message_ratio,
+                    (self.params.ring().q(0).value() as f64).log2()
+                        - self.config.eval_mod.log_message_ratio as f64
+                ),
+            }
+        })?;
+        self.check_keys(eval, keys)?;
+        let ring = self.params.ring();
+        let max = self.params.max_slots();
+        let sparse = n < max;
+
+        // 1. Level 0, times k (exact: an integer).
+        let mut x = eval.drop_to_level(ct, 0)?;
+        eval.mul_integer_assign(&mut x, k as i64)?;
+        // 2-3. Encapsulation and ModRaise.
+        let x = self.to_sparse(eval, keys, &x)?;
+        let x = self.mod_raise(&x);
+        let mut x = eval.switch_key(&x, &keys.sparse_to_dense)?;
+        // 4. SubSum over the slot subring (read with N/2 slots: the raised message is not
+        // periodic yet).
+        if sparse {
+            x.slots = max;
+            x = eval.inner_sum(&x, n as i64, max / n)?;
+            x.slots = n;
+        }
+        // 5. CoeffsToSlots.
+        let last = self.cts.len() - 1;
+        for (g, f) in self.cts.iter().enumerate() {
+            if g == last && sparse {
+                x.slots = 2 * n;
+            }
+            x = f.evaluate(eval, &x)?;
+        }
+        let eval_in = self.budget.top - self.budget.cts;
+        x.set_scale(ring.q(eval_in).value() as f64);
+        let conj = eval.conjugate(&x)?;
+        // 6. EvalMod, landing at the scale that SlotsToCoeffs' constant turns into exactly
+        // `factor` times the input's scale: S = q_0 factor / (2 pi k c).
+        let q0 = ring.q(0).value() as f64;
+        let target = q0 * factor / (2.0 * PI * k * self.stc_constant);
+        // What EvalMod's output means: integer = 2 pi (m / q_0) S, with m = k m_in, so the
+        // message m_in / scale is read at scale 2 pi S k scale / q_0.
+        let meaning = |s: f64| 2.0 * PI * s * k * scale / q0;
+        let mut x = if sparse {
+            // [Re | Im] in 2n slots: one EvalMod.
+            let real = eval.add(&x, &conj)?;
+            let mut y = self.eval_mod.evaluate(eval, &real, target)?;
+            y.set_scale(meaning(y.scale()));
+            y
+        } else {
+            let half_n = self.params.n() as i64 / 2;
+            let re = eval.add(&x, &conj)?;
+            let diff = eval.sub(&x, &conj)?;
+            let im = eval.mul_by_monomial(&diff, 3 * half_n)?;
+            let (re, im) = rayon::join(
+                || self.eval_mod.evaluate(eval, &re, target),
+                || self.eval_mod.evaluate(eval, &im, target),
+            );
+            let (mut re, mut im) = (re?, im?);
+            re.set_scale(meaning(re.scale()));
+            im.set_scale(meaning(im.scale()));
+            let im = eval.mul_by_monomial(&im, half_n)?;
+            eval.add_assign(&mut re, &im)?;
+            re
+        };
+        // 7. SlotsToCoeffs.
+        let integer_factor = self.stc_constant;
+        let meta = x.scale() * integer_factor;
+        for (g, f) in self.stc.iter().enumerate() {
+            x = f.evaluate(eval, &x)?;
+            if g == 0 && sparse {
+                x.slots = n;
+            }
+        }
+        // The integers now carry factor * message * scale: the metadata says so exactly.
+        debug_assert!(((meta / (factor * scale)) - 1.0).abs() < 1e-6);
+        x.set_scale(scale);
+        Ok(x)
+    }
+
+    /// Key switch to the sparse secret over the encapsulation parameters (q_0 * p).
+    fn to_sparse(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        ct: &Ciphertext,
+    ) -> Result<Ciphertext> {
+        // A level-0 ciphertext of the main chain is one of the encapsulation chain: same N,
+        // same q_0, same NTT.
+        let small_ct = Ciphertext::new(
+            self.small.clone(),
+            ct.polys().to_vec(),
+            0,
+            ct.scale(),
+            ct.slots(),
+        );
+        let small_eval = Evaluator::new(self.small.clone(), EvaluationKeys::default());
+        let out = small_eval.switch_key(&small_ct, &keys.dense_to_sparse)?;
+        eval.count_key_switches(small_eval.op_counts().key_switches);
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            out.polys().to_vec(),
+            0,
+            ct.scale(),
+            ct.slots(),
+        ))
+    }
+
+    /// ModRaise: the residues modulo q_0, centred, become residues modulo every q_i.
+    fn mod_raise(&self, ct: &Ciphertext) -> Ciphertext {
+        let params = &self.params;
+        let ring = params.ring();
+        let top = params.max_level();
+        let basis = params.basis_q(top);
+        let q0 = *ring.q(0);
+        let half = q0.value() / 2;
+        let polys = ct
+            .polys()
+            .iter()
+            .map(|p| {
+                let mut c = p.tower(0).to_vec();
+                ring.ntt(params.basis_q(0), 0).backward(&mut c);
+                let signed: Vec<i64> = c
+                    .iter()
+                    .map(|&v| {
+                        if v > half {
+                            -((q0.value() - v) as i64)
+                        } else {
+                            v as i64
+                        }
+                    })
+                    .collect();
+                let mut out = Poly::<Coeff>::zero(ring, basis);
+                out.data_mut()
+                    .par_chunks_mut(ring.n())
+                    .enumerate()
+                    .for_each(|(t, tower)| {
+                        let m = ring.q(t);
+                        for (o, &s) in tower.iter_mut().zip(&signed) {
+                            *o = m.reduce_i64(s);
+                        }
+                    });
+                out.into_ntt(ring)
+            })
+            .collect::<Vec<Poly<Ntt>>>();
+        Ciphertext::new(params.clone(), polys, top, ct.scale(), ct.slots())
+    }
+}
+
+/// Client side: generates every key a bootstrapper needs.
+#[cfg(feature = "client")]
+impl Bootstrapper {
+    /// Relinearisation, rotation and conjugation keys, and the encapsulation keys.
+    pub fn gen_keys(
+        &self,
+        kg: &mut crate::rlwe::keygen::KeyGenerator,
+        sk: &crate::rlwe::keys::SecretKey,
+    ) -> Result<(EvaluationKeys, EncapsulationKeys)> {
+        let keys = kg.gen_evaluation_keys(sk, true, &self.rotation_steps, true);
+        let enc = kg.gen_encapsulation_keys(sk)?;
+        Ok((keys, enc))
+    }
+}

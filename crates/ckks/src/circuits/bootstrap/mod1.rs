@@ -1,0 +1,179 @@
+//! EvalMod: the homomorphic reduction modulo q_0, slot-wise on real values (Cheon-Han-Kim-
+//! Kim-Song 2018; Han-Ki 2020; Lattigo's `circuits/ckks/mod1`).
+//!
+//! After ModRaise a coefficient holds `m + q_0 I` with a small integer `I`; with
+//! `x = (m + q_0 I) / q_0 = I + m / q_0` the message is `q_0 (x mod 1)`, approximated by
+//! `q_0 sin(2 pi x) / (2 pi)` since `|m / q_0| <= 2^-log_message_ratio` is small. The sine is
+//! computed as the **scaled cosine** of Han-Ki: a Chebyshev interpolant of
+//! `cos(2 pi (x - 1/4) / 2^r)` on `[-K, K]`, followed by `r` double-angle steps
+//! `cos(2t) = 2 cos(t)^2 - 1`, which multiply the frequency back by `2^r`. Dividing by `2^r`
+//! lets a low-degree polynomial cover `2K` periods; the double angles cost one level each.
+//!
+//! Optionally an **arcsine correction** (the degree-3 Taylor polynomial of
+//! `arcsin(2 pi y) / (2 pi)`) removes the sine's cubic error `(2 pi)^2 x^3 / 6` at the cost of
+//! two more levels.
+//!
+//! The interval's map onto `[-1, 1]` (the polynomial's variable is `x / K`) and the final
+//! `q_0 / (2 pi)` are folded into the DFT matrices and the scale metadata by the bootstrapper,
+//! so EvalMod itself spends no level on constants.
+
+use crate::ckks::evaluator::Evaluator;
+use crate::circuits::polynomial::{Polynomial, PolynomialEvaluator};
+use crate::error::{Error, Result};
+use crate::rlwe::ciphertext::Ciphertext;
+use num_complex::Complex64;
+use std::f64::consts::PI;
+
+/// EvalMod's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalModConfig {
+    /// Half-width `K` of the interval `[-K, K]` the polynomial covers: a bound on
+    /// `|I| + |m / q_0|`. With the Hamming-weight-32 secret of sparse-secret encapsulation,
+    /// `I` is a sum of 33 independent terms uniform in `[-1/2, 1/2]` (Irwin-Hall), and
+    /// `P(|I| > 16) = 2^-154.7` per coefficient, `2^-138.7` over the `2^16` coefficients of an
+    /// `N = 2^16` ring: `K = 16.5` keeps the failure probability below `2^-128`.
+    pub k: f64,
+    /// Number `r` of double-angle steps.
+    pub double_angles: usize,
+    /// Degree of the Chebyshev interpolant of the scaled cosine.
+    pub degree: usize,
+    /// `log2(q_0 / Delta)`: the input is multiplied by an integer so that its scale lands
+    /// at most `q_0 / 2^log_message_ratio` (Lattigo's `LogMessageRatio`). Larger values make
+    /// the sine more linear on the message but magnify EvalMod's own error.
+    pub log_message_ratio: u32,
+    /// Applies the degree-3 arcsine correction (two more levels).
+    pub arcsine: bool,
+}
+
+impl Default for EvalModConfig {
+    /// `K = 16.5`, 4 double angles, degree 30 (depth 5 + 4 = 9), message ratio `2^13`, no
+    /// arcsine: about `2^-42` absolute error of the sine in `f64` (the double angles amplify
+    /// the interpolant's `2^-50` by `4^r`), i.e. about 30 bits after the `2^13 / 2 pi` scaling;
+    /// the sine's own cubic term bounds the error at `6.6 * 2^-26 |m|^3`.
+    fn default() -> Self {
+        Self {
+            k: 16.5,
+            double_angles: 4,
+            degree: 30,
+            log_message_ratio: 13,
+            arcsine: false,
+        }
+    }
+}
+
+/// The EvalMod circuit: the interpolant, the double angles and the optional arcsine.
+#[derive(Clone, Debug)]
+pub struct EvalMod {
+    config: EvalModConfig,
+    cosine: Polynomial,
+    arcsine: Option<Polynomial>,
+}
+
+impl EvalMod {
+    /// Builds the polynomials; refuses empty intervals, degree 0 and absurd ratios.
+    pub fn new(config: EvalModConfig) -> Result<Self> {
+        let bad = |msg: String| Err(Error::InvalidArgument { op: "eval_mod", msg });
+        if !(config.k.is_finite() && config.k >= 1.0) {
+            return bad(format!("interval half-width K = {} must be at least 1", config.k));
+        }
+        if config.degree == 0 || config.degree > 255 {
+            return bad(format!("degree {} must be in 1..=255", config.degree));
+        }
+        if config.double_angles > 8 {
+            return bad(format!("{} double angles (at most 8)", config.double_angles));
+        }
+        if !(1..=40).contains(&config.log_message_ratio) {
+            return bad(format!(
+                "log message ratio {} must be in 1..=40",
+                config.log_message_ratio
+            ));
+        }
+        let (k, r) = (config.k, config.double_angles as i32);
+        let cosine = Polynomial::chebyshev_interpolate(
+            |y| (2.0 * PI * (k * y - 0.25) / 2f64.powi(r)).cos(),
+            config.degree,
+            -1.0,
+            1.0,
+        )?;
+        // arcsin(t) = t + t^3 / 6 + O(t^5), on t = sin(2 pi x).
+        let arcsine = config
+            .arcsine
+            .then(|| Polynomial::monomial(vec![0.0, 1.0, 0.0, 1.0 / 6.0]))
+            .transpose()?;
+        Ok(Self {
+            config,
+            cosine,
+            arcsine,
+        })
+    }
+
+    /// The parameters.
+    pub fn config(&self) -> &EvalModConfig {
+        &self.config
+    }
+
+    /// Levels consumed: the interpolant's depth, the double angles and the arcsine's 2.
+    pub fn depth(&self) -> usize {
+        self.cosine.required_levels()
+            + self.config.double_angles
+            + self.arcsine.as_ref().map_or(0, Polynomial::required_levels)
+    }
+
+    /// `2 pi (x mod 1)` up to the approximation, on `ct` holding `y = x / K` in `[-1, 1]`
+    /// (real values, scale close to the prime of its level): `sin(2 pi x)`, or
+    /// `arcsin(sin(2 pi x))` to third order with the correction. The result lands on
+    /// `target_scale` (up to the `f64` rounding of the scale metadata).
+    pub(crate) fn evaluate(
+        &self,
+        eval: &Evaluator,
+        ct: &Ciphertext,
+        target_scale: f64,
+    ) -> Result<Ciphertext> {
+        let params = eval.params();
+        let ring = params.ring();
+        let depth = self.depth();
+        if ct.level() < depth {
+            return Err(Error::InvalidLevel {
+                op: "eval_mod",
+                level: ct.level(),
+                max: depth,
+            });
+        }
+        let poly_eval = PolynomialEvaluator::new(eval);
+        let poly_level = ct.level() - self.cosine.required_levels();
+        let r = self.config.double_angles;
+        // Each double angle squares the scale and divides it by its level's prime:
+        // S_{j+1} = S_j^2 / q_{poly_level - j}. Without the arcsine the interpolant's scale is
+        // chosen so that the chain ends on the target; with it, the arcsine lands there and
+        // the interpolant sits on its level's prime.
+        let cosine_target = if self.arcsine.is_some() {
+            ring.q(poly_level).value() as f64
+        } else {
+            let log_primes: f64 = (0..r)
+                .map(|j| {
+                    2f64.powi((r - 1 - j) as i32) * (ring.q(poly_level - j).value() as f64).log2()
+                })
+                .sum();
+            2f64.powf((target_scale.log2() + log_primes) / 2f64.powi(r as i32))
+        };
+        if !(cosine_target.is_finite() && cosine_target > 2f64.powi(20)) {
+            return Err(Error::InvalidArgument {
+                op: "eval_mod",
+                msg: format!("target scale 2^{:.1} is out of range", target_scale.log2()),
+            });
+        }
+        let mut t = poly_eval.evaluate(ct, &self.cosine, cosine_target)?;
+        for _ in 0..r {
+            // cos(2a) = 2 cos(a)^2 - 1.
+            let mut sq = eval.mul_relin(&t, &t)?;
+            eval.mul_integer_assign(&mut sq, 2)?;
+            eval.add_const_assign(&mut sq, Complex64::new(-1.0, 0.0))?;
+            eval.rescale_assign(&mut sq)?;
+            t = sq;
+        }
+        if let Some(arcsine) = &self.arcsine {
+            t = poly_eval.evaluate(&t, arcsine, target_scale)?;
+        }
+        Ok(t)
+    }
+}
