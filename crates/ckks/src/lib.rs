@@ -28,7 +28,9 @@ pub use num_complex::Complex64;
 pub use params::{Params, ParamsLiteral, SecretDistribution};
 pub use rlwe::ciphertext::{Ciphertext, Plaintext};
 pub use rlwe::encryptor::encrypt_public;
-pub use rlwe::keys::{EncapsulationKeys, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SwitchingKey};
+pub use rlwe::keys::{
+    EncapsulationKeys, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SwitchingKey,
+};
 pub use serialization::{Serializable, params_from_bytes, params_to_bytes, write_atomic};
 
 /// Client-side items: everything that needs or produces the secret key.

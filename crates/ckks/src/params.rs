@@ -72,13 +72,14 @@ pub const ENCAPSULATION_HAMMING_WEIGHT: usize = 32;
 pub const ENCAPSULATION_LOG_P: u32 = 61;
 
 /// Named presets.
-pub const PRESETS: [&str; 6] = [
+pub const PRESETS: [&str; 7] = [
     "leveled15",
     "leveled16",
     "bench15",
     "bench16",
     "train15",
     "paper16",
+    "boot16",
 ];
 
 impl ParamsLiteral {
@@ -113,6 +114,16 @@ impl ParamsLiteral {
             "train15" => lit(15, chain(60, 40, 10), vec![60; 3], 4, 40),
             // The paper's schedule needs ~10 levels per iteration at N = 2^16.
             "paper16" => lit(16, chain(60, 40, 22), vec![60; 5], 4, 40),
+            // Bootstrapping (circuits::bootstrap, `BootstrapConfig::new`): from the bottom,
+            // q_0 = 60 bits, 9 levels of 40 left to the application, SlotsToCoeffs 3 x 45,
+            // EvalMod 9 x 60, CoeffsToSlots 3 x 60; P = 7 x 61 covers a digit of 7 primes
+            // (dnum 4). log QP = 1702 <= 1747.
+            "boot16" => {
+                let mut q = chain(60, 40, 9);
+                q.extend([45; 3]);
+                q.extend([60; 12]);
+                lit(16, q, vec![61; 7], 4, 40)
+            }
             _ => return None,
         })
     }

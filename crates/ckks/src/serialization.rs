@@ -47,7 +47,9 @@ use crate::params::{Params, ParamsLiteral, SecretDistribution};
 use crate::ring::{Basis, Ntt, Poly, RingContext};
 use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
 use crate::rlwe::encryptor::expand_seeded_a;
-use crate::rlwe::keys::{EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SwitchingKey};
+use crate::rlwe::keys::{
+    EncapsulationKeys, EvaluationKeys, GaloisKey, PublicKey, RelinearizationKey, SwitchingKey,
+};
 use crate::rlwe::sampler::Prng;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -90,6 +92,8 @@ pub enum ObjectKind {
     EvaluationKeys = 8,
     /// A secret key (written only by the client's explicit save).
     SecretKey = 9,
+    /// Bootstrapping's sparse-secret encapsulation keys.
+    EncapsulationKeys = 10,
 }
 
 impl ObjectKind {
@@ -104,6 +108,7 @@ impl ObjectKind {
             7 => Self::GaloisKey,
             8 => Self::EvaluationKeys,
             9 => Self::SecretKey,
+            10 => Self::EncapsulationKeys,
             _ => return None,
         })
     }
@@ -120,6 +125,7 @@ impl ObjectKind {
             Self::GaloisKey => "galois key",
             Self::EvaluationKeys => "evaluation keys",
             Self::SecretKey => "secret key",
+            Self::EncapsulationKeys => "encapsulation keys",
         }
     }
 }
@@ -410,11 +416,6 @@ fn switching_body_size(params: &Params) -> usize {
 /// residues plus one seed for all a_j.
 pub fn switching_key_size(k: &SwitchingKey) -> usize {
     HEADER_LEN + switching_body_size(k.params())
-}
-
-/// Exact serialized size of a standalone switching key of `params` (without building one).
-pub fn switching_key_size_for(params: &Params) -> usize {
-    HEADER_LEN + switching_body_size(params)
 }
 
 /// Exact serialized size of a standalone Galois key (one rotation or conjugation key).
@@ -845,6 +846,44 @@ impl Serializable for EvaluationKeys {
             None => HEADER_LEN + 1 + 4,
         }
     }
+}
+
+impl Serializable for EncapsulationKeys {
+    const KIND: ObjectKind = ObjectKind::EncapsulationKeys;
+
+    /// The header names the main parameters; the body is the dense-to-sparse key's switching
+    /// body (over `Params::encapsulation_params`, derived from them on load) and then the
+    /// sparse-to-dense key's (over the main parameters). Both seeded.
+    fn to_bytes(&self) -> Vec<u8> {
+        let params = &self.sparse_to_dense.params;
+        let mut out = Vec::with_capacity(self.serialized_size());
+        write_header(&mut out, Self::KIND, &params.fingerprint());
+        write_switching_body(&mut out, &self.dense_to_sparse);
+        write_switching_body(&mut out, &self.sparse_to_dense);
+        out
+    }
+
+    fn from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Self> {
+        let mut r = open(bytes, Self::KIND, params)?;
+        let small = params.encapsulation_params()?;
+        let dense_to_sparse = read_switching_body(&mut r, &small)?;
+        let sparse_to_dense = read_switching_body(&mut r, params)?;
+        r.finish()?;
+        Ok(EncapsulationKeys {
+            dense_to_sparse,
+            sparse_to_dense,
+        })
+    }
+
+    fn serialized_size(&self) -> usize {
+        encapsulation_keys_size(&self.sparse_to_dense.params, &self.dense_to_sparse.params)
+    }
+}
+
+/// Exact serialized size of the encapsulation keys of `params` (`small` its
+/// `encapsulation_params`).
+pub fn encapsulation_keys_size(params: &Params, small: &Params) -> usize {
+    HEADER_LEN + switching_body_size(small) + switching_body_size(params)
 }
 
 // ----- parameters -----

@@ -120,7 +120,7 @@ fn fresh_seeded_ciphertext_round_trip_and_size() {
     let ct = t.encrypt_sk(&v, 512);
     assert!(ct.seed().is_some());
     let bytes = ct.to_bytes();
-    assert_eq!(bytes.len(), ct.byte_size());
+    assert_eq!(bytes.len(), ct.serialized_size());
     assert_eq!(bytes.len(), ct.serialized_size());
     let back = Ciphertext::from_bytes(&t.params, &bytes).unwrap();
     assert_eq!(back.seed(), ct.seed());
@@ -130,7 +130,7 @@ fn fresh_seeded_ciphertext_round_trip_and_size() {
     let full = t.eval.add_const(&ct, 0.0).unwrap();
     assert!(full.seed().is_none());
     let full_bytes = full.to_bytes();
-    assert_eq!(full_bytes.len(), full.byte_size());
+    assert_eq!(full_bytes.len(), full.serialized_size());
     let ratio = bytes.len() as f64 / full_bytes.len() as f64;
     assert!(ratio <= 0.55, "seeded/full = {ratio}");
     // Bit packing: 55 + 2 x 40 bits per coefficient instead of 3 x 64.
@@ -164,7 +164,7 @@ fn evaluated_and_degree_two_ciphertexts_round_trip() {
     let d2 = t.eval.mul_no_relin(&ca, &cb).unwrap();
     assert_eq!(d2.degree(), 2);
     let bytes = d2.to_bytes();
-    assert_eq!(bytes.len(), d2.byte_size());
+    assert_eq!(bytes.len(), d2.serialized_size());
     let mut back = Ciphertext::from_bytes(&t.params, &bytes).unwrap();
     assert_eq!(back.degree(), 2);
     t.assert_close(&back, &prod, 20.0, "degree 2 decrypts directly");
@@ -236,7 +236,7 @@ fn switching_keys_round_trip_and_are_seeded() {
     assert_eq!(relin2.to_bytes(), bytes);
     let swk = relin.key();
     let swk_bytes = swk.to_bytes();
-    assert_eq!(swk_bytes.len(), swk.byte_size());
+    assert_eq!(swk_bytes.len(), swk.serialized_size());
     assert_eq!(
         SwitchingKey::from_bytes(&t.params, &swk_bytes)
             .unwrap()
@@ -294,7 +294,7 @@ fn evaluation_keys_round_trip_and_refusals() {
     let t = ctx(10, 2, 2, &[1, 2, -1]);
     let keys = t.eval.keys();
     let bytes = keys.to_bytes();
-    assert_eq!(bytes.len(), keys.byte_size());
+    assert_eq!(bytes.len(), keys.serialized_size());
     let back = EvaluationKeys::from_bytes(&t.params, &bytes).unwrap();
     assert_eq!(back.galois.len(), keys.galois.len());
     assert!(back.relin.is_some());
@@ -337,7 +337,7 @@ fn evaluation_keys_round_trip_and_refusals() {
         ..Default::default()
     };
     let b = only_galois.to_bytes();
-    assert_eq!(b.len(), only_galois.byte_size());
+    assert_eq!(b.len(), only_galois.serialized_size());
     let back = EvaluationKeys::from_bytes(&t.params, &b).unwrap();
     assert!(back.relin.is_none());
     // No key at all, even under the right fingerprint (a fuzzer's find: such a bundle would

@@ -4,7 +4,7 @@
 use crate::util::{CliError, peak_rss_bytes};
 use std::time::Instant;
 use volley_ckks::client::{KeyGenerator, encrypt_secret};
-use volley_ckks::{Encoder, Evaluator, Params, encrypt_public};
+use volley_ckks::{Encoder, Evaluator, Params, Serializable, encrypt_public};
 
 /// Arguments of `volley bench ckks`.
 #[derive(clap::Args, Debug)]
@@ -63,7 +63,7 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
         .galois
         .values()
         .next()
-        .map_or(0, |k| k.key().byte_size());
+        .map_or(0, |k| k.key().serialized_size());
     let enc = Encoder::new(params.clone());
     let eval = Evaluator::new(params.clone(), keys);
     let values: Vec<f64> = (0..slots).map(|i| ((i % 97) as f64 / 97.0) - 0.5).collect();
@@ -139,7 +139,7 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
     }
     let sizes = serde_json::json!({
         "op": "sizes", "preset": args.preset, "log_n": params.log_n(), "level": level, "threads": threads,
-        "ciphertext_bytes": ct_a.byte_size(), "fresh_sk_ciphertext_bytes": fresh_sk.byte_size(),
+        "ciphertext_bytes": ct_a.serialized_size(), "fresh_sk_ciphertext_bytes": fresh_sk.serialized_size(),
         "rotation_key_bytes": rot_key_bytes, "peak_rss_bytes": rss,
         "mul_precision_mean_bits": precision.mean_bits, "mul_precision_min_bits": precision.min_bits,
         "log_scale": params.default_scale().log2(),
@@ -149,13 +149,146 @@ pub fn run(args: &BenchCkksArgs, threads: usize) -> Result<(), CliError> {
     } else {
         println!(
             "sizes: ciphertext {} B, fresh seeded ciphertext {} B, rotation key {} B, peak RSS {} B; precision after one multiply: mean {:.1} bits, min {:.1} bits (scale 2^{})",
-            ct_a.byte_size(),
-            fresh_sk.byte_size(),
+            ct_a.serialized_size(),
+            fresh_sk.serialized_size(),
             rot_key_bytes,
             rss,
             precision.mean_bits,
             precision.min_bits,
             params.default_scale().log2()
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `volley bench bootstrap`.
+#[derive(clap::Args, Debug)]
+pub struct BenchBootstrapArgs {
+    /// Parameter preset with a bootstrapping chain (see `volley params`).
+    #[arg(long, default_value = "boot16")]
+    pub preset: String,
+    /// Slot count (default N/2, full slots).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Bootstraps timed (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Bootstrap two real vectors at once (`a + i b`) instead of one complex vector.
+    #[arg(long)]
+    pub real_pair: bool,
+    /// Print one JSON object per run (otherwise a line of text).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Deterministic values uniform in [-1, 1] (a xorshift stream; the benchmark's inputs).
+fn uniform(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Runs `volley bench bootstrap`: key generation, then `reps` bootstraps of fresh
+/// encryptions of uniform values in [-1, 1] at level 0, with the precision of the last.
+pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), CliError> {
+    use volley_ckks::circuits::{BootstrapConfig, Bootstrapper};
+    use volley_ckks::{Complex64, precision_stats};
+    let params = Params::preset(&args.preset)?;
+    let slots = args.slots.unwrap_or(params.max_slots());
+    let t = Instant::now();
+    let btp = Bootstrapper::new(params.clone(), BootstrapConfig::new(slots))?;
+    let setup_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut kg = KeyGenerator::new(params.clone());
+    let sk = kg.gen_secret_key();
+    let t = Instant::now();
+    let (keys, enc_keys) = btp.gen_keys(&mut kg, &sk)?;
+    let keygen_ms = t.elapsed().as_secs_f64() * 1e3;
+    let key_bytes = keys.serialized_size() + enc_keys.serialized_size();
+    let eval = Evaluator::new(params.clone(), keys);
+    let enc = Encoder::new(params.clone());
+    let scale = params.default_scale();
+    let encrypt = |v: &[Complex64]| -> Result<_, CliError> {
+        Ok(encrypt_secret(
+            &sk,
+            &enc.encode_complex(v, 0, scale, slots)?,
+        )?)
+    };
+    let (a, b) = (uniform(slots, 1), uniform(slots, 2));
+    // Complex: a + i b in one vector; real pair: a and b as two real vectors.
+    let complex: Vec<Complex64> = a
+        .iter()
+        .zip(&b)
+        .map(|(&x, &y)| Complex64::new(x, y))
+        .collect();
+    let real = |v: &[f64]| {
+        v.iter()
+            .map(|&x| Complex64::new(x, 0.0))
+            .collect::<Vec<_>>()
+    };
+    let (want, got, levels_after, key_switches, times) = if args.real_pair {
+        let (ca, cb) = (encrypt(&real(&a))?, encrypt(&real(&b))?);
+        let mut last = None;
+        eval.reset_op_counts();
+        let times = time(args.reps.max(1), || {
+            let r = btp.bootstrap_real_pair(&eval, &enc_keys, &ca, &cb)?;
+            last = Some(r);
+            Ok(())
+        })?;
+        let (ra, rb) = last.ok_or_else(|| CliError::Msg("no run".into()))?;
+        let mut got = enc.decode_complex(&volley_ckks::client::decrypt(&sk, &ra)?)?;
+        got.extend(enc.decode_complex(&volley_ckks::client::decrypt(&sk, &rb)?)?);
+        let mut want = real(&a);
+        want.extend(real(&b));
+        let ks = eval.op_counts().key_switches / args.reps.max(1) as u64;
+        (want, got, ra.level(), ks, times)
+    } else {
+        let ct = encrypt(&complex)?;
+        let mut last = None;
+        eval.reset_op_counts();
+        let times = time(args.reps.max(1), || {
+            last = Some(btp.bootstrap(&eval, &enc_keys, &ct)?);
+            Ok(())
+        })?;
+        let r = last.ok_or_else(|| CliError::Msg("no run".into()))?;
+        let got = enc.decode_complex(&volley_ckks::client::decrypt(&sk, &r)?)?;
+        let ks = eval.op_counts().key_switches / args.reps.max(1) as u64;
+        (complex.clone(), got, r.level(), ks, times)
+    };
+    let precision = precision_stats(&want, &got);
+    let med = median_ms(times.clone());
+    let budget = btp.budget();
+    let line = serde_json::json!({
+        "op": if args.real_pair { "bootstrap_real_pair" } else { "bootstrap" },
+        "preset": args.preset, "log_n": params.log_n(), "slots": slots, "threads": threads,
+        "median_ms": (med * 10.0).round() / 10.0,
+        "times_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
+        "precision_bits_mean": (precision.mean_bits * 100.0).round() / 100.0,
+        "precision_bits_min": (precision.min_bits * 100.0).round() / 100.0,
+        "levels_before": 0, "levels_after": levels_after,
+        "depth": budget.depth(), "cts_levels": budget.cts, "eval_mod_levels": budget.eval_mod,
+        "stc_levels": budget.stc, "rotation_keys": btp.rotation_steps().len(),
+        "key_switches": key_switches,
+        "key_bytes": key_bytes, "key_bytes_planned": btp.key_bytes(),
+        "keygen_ms": keygen_ms.round(), "setup_ms": setup_ms.round(),
+        "peak_rss_bytes": peak_rss_bytes(), "log_qp": params.log_qp(),
+    });
+    if args.json {
+        println!("{line}");
+    } else {
+        println!(
+            "bootstrap {} slots, {threads} threads: median {med:.0} ms; precision {:.1} bits mean, {:.1} min; level 0 -> {levels_after}; keys {:.2} GB in {:.1} s; peak RSS {:.2} GB",
+            slots,
+            precision.mean_bits,
+            precision.min_bits,
+            key_bytes as f64 / 1e9,
+            keygen_ms / 1e3,
+            peak_rss_bytes() as f64 / 1e9
         );
     }
     Ok(())

@@ -58,6 +58,8 @@ enum Command {
 enum BenchCommand {
     /// CKKS engine operations at a preset.
     Ckks(bench::BenchCkksArgs),
+    /// CKKS bootstrapping at a preset: time, precision, levels, key sizes.
+    Bootstrap(bench::BenchBootstrapArgs),
 }
 
 fn main() {
@@ -85,6 +87,7 @@ fn main() {
             features::run(&a).map_err(|e| CliError::Msg(e.to_string()))
         }
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
+        Command::Bench(BenchCommand::Bootstrap(args)) => bench::run_bootstrap(args, threads),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -10,7 +10,7 @@ use crate::setup::{build_params, choose_params, rotation_steps};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use volley_ckks::client::{KeyGenerator, SecretKey, decrypt, encrypt_secret};
-use volley_ckks::{Ciphertext, Encoder, EvaluationKeys, Params, ParamsLiteral};
+use volley_ckks::{Ciphertext, Encoder, EvaluationKeys, Params, ParamsLiteral, Serializable};
 
 /// The client's key material for one parameter set.
 pub struct Client {
@@ -181,9 +181,14 @@ impl Client {
         }
         let mut bytes: BTreeMap<String, u64> = groups
             .iter()
-            .map(|(k, v)| (k.clone(), v.iter().map(|c| c.byte_size() as u64).sum()))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.iter().map(|c| c.serialized_size() as u64).sum(),
+                )
+            })
             .collect();
-        bytes.insert("keys".into(), keys.byte_size() as u64);
+        bytes.insert("keys".into(), keys.serialized_size() as u64);
         let manifest = Manifest {
             version: BUNDLE_VERSION,
             params_name: self.params_name.clone(),

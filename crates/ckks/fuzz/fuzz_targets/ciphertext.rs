@@ -7,6 +7,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ct) = Ciphertext::from_bytes(params, data) {
         // The format is canonical: whatever is accepted re-encodes to the same bytes.
         assert_eq!(ct.to_bytes(), data);
-        assert_eq!(ct.byte_size(), data.len());
+        assert_eq!(ct.serialized_size(), data.len());
     }
 });

@@ -6,6 +6,6 @@ fuzz_target!(|data: &[u8]| {
     let params = volley_ckks_fuzz::params();
     if let Ok(k) = EvaluationKeys::from_bytes(params, data) {
         assert_eq!(k.to_bytes(), data);
-        assert_eq!(k.byte_size(), data.len());
+        assert_eq!(k.serialized_size(), data.len());
     }
 });

@@ -113,11 +113,6 @@ impl Ciphertext {
         &mut self.polys
     }
 
-    /// Serialized size in bytes (see `serialization`).
-    pub fn byte_size(&self) -> usize {
-        crate::serialization::ciphertext_size(self)
-    }
-
     pub(crate) fn check_params(&self, params: &Params, op: &'static str) -> Result<()> {
         if std::ptr::eq(&*self.params, params) || self.params.fingerprint() == params.fingerprint()
         {

@@ -133,7 +133,8 @@ impl KeyGenerator {
         };
         let dense_small = secret_from_coeffs(&small, sk.coeffs.clone());
         let sparse_small = secret_from_coeffs(&small, sparse.coeffs.clone());
-        let dense_to_sparse = small_gen.gen_switching_key_under(&sparse_small.ntt, &dense_small.ntt);
+        let dense_to_sparse =
+            small_gen.gen_switching_key_under(&sparse_small.ntt, &dense_small.ntt);
         Ok(EncapsulationKeys {
             dense_to_sparse,
             sparse_to_dense,

@@ -77,10 +77,6 @@ impl SwitchingKey {
     pub fn digits(&self) -> usize {
         self.b.len()
     }
-    /// Serialized size in bytes (seeded: the a_j are stored as the seed).
-    pub fn byte_size(&self) -> usize {
-        crate::serialization::switching_key_size(self)
-    }
 }
 
 /// Relinearisation key: switches s^2 to s.
@@ -140,10 +136,6 @@ impl EncapsulationKeys {
     pub fn sparse_to_dense(&self) -> &SwitchingKey {
         &self.sparse_to_dense
     }
-    /// Serialized size in bytes of both keys (seeded).
-    pub fn byte_size(&self) -> usize {
-        self.dense_to_sparse.byte_size() + self.sparse_to_dense.byte_size()
-    }
 }
 
 /// The public evaluation keys a server needs: relinearisation and Galois keys.
@@ -159,9 +151,5 @@ impl EvaluationKeys {
     /// The Galois key for element g.
     pub fn galois_key(&self, g: u64) -> Option<&GaloisKey> {
         self.galois.get(&g)
-    }
-    /// Total serialized size in bytes.
-    pub fn byte_size(&self) -> usize {
-        crate::serialization::Serializable::serialized_size(self)
     }
 }

@@ -156,7 +156,10 @@ mod tests {
     }
 
     fn close(a: &[Complex64], b: &[Complex64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).norm()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).norm())
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -196,7 +199,12 @@ mod tests {
         let enc = encoder(8);
         let fs = factors(&enc, 128, 2, true).expect("factors");
         // 3 + 4 stages: at most 2^4 - 1 and 2^5 - 1 diagonals.
-        assert!(fs[0].len() <= 15 && fs[1].len() <= 31, "{} {}", fs[0].len(), fs[1].len());
+        assert!(
+            fs[0].len() <= 15 && fs[1].len() <= 31,
+            "{} {}",
+            fs[0].len(),
+            fs[1].len()
+        );
     }
 
     #[test]
@@ -207,14 +215,26 @@ mod tests {
         let (a, b) = (values(n), values(2 * n)[n..].to_vec());
         let i = Complex64::new(0.0, 1.0);
         // split: out = M (a + i b), replicated.
-        let lifted = lift_to_double(m, n, |_| 1.0.into(), |j| if j < n { 1.0.into() } else { i }, true);
+        let lifted = lift_to_double(
+            m,
+            n,
+            |_| 1.0.into(),
+            |j| if j < n { 1.0.into() } else { i },
+            true,
+        );
         let ab: Vec<Complex64> = a.iter().chain(&b).copied().collect();
         let got = apply(&lifted, &ab);
         let combined: Vec<Complex64> = a.iter().zip(&b).map(|(x, y)| x + i * y).collect();
         let want = apply(m, &combined);
         assert!(close(&got[..n], &want) < 1e-9 && close(&got[n..], &want) < 1e-9);
         // periodic input: out[i] = row(i) (M a)[i mod n].
-        let lifted = lift_to_double(m, n, |r| if r < n { 0.5.into() } else { i }, |_| 1.0.into(), false);
+        let lifted = lift_to_double(
+            m,
+            n,
+            |r| if r < n { 0.5.into() } else { i },
+            |_| 1.0.into(),
+            false,
+        );
         let aa: Vec<Complex64> = a.iter().chain(&a).copied().collect();
         let got = apply(&lifted, &aa);
         let ma = apply(m, &a);

@@ -37,15 +37,15 @@ pub mod mod1;
 
 pub use mod1::{EvalMod, EvalModConfig};
 
+use crate::circuits::linear_transform::{EncodedLinearTransform, LinearTransform};
 use crate::ckks::encoder::Encoder;
 use crate::ckks::evaluator::Evaluator;
-use crate::circuits::linear_transform::{EncodedLinearTransform, LinearTransform};
 use crate::error::{Error, Result};
 use crate::params::Params;
 use crate::ring::{Coeff, Ntt, Poly};
 use crate::rlwe::ciphertext::Ciphertext;
 use crate::rlwe::keys::{EncapsulationKeys, EvaluationKeys};
-use crate::serialization::{evaluation_keys_size, switching_key_size_for};
+use crate::serialization::{encapsulation_keys_size, evaluation_keys_size};
 use dft::Diagonals;
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -70,12 +70,12 @@ pub struct BootstrapConfig {
 }
 
 impl BootstrapConfig {
-    /// Lattigo-like defaults for `slots` slots: CoeffsToSlots in 4 levels, SlotsToCoeffs in
-    /// 3, the default [`EvalModConfig`] (9 levels): 16 levels in all.
+    /// Defaults for `slots` slots: CoeffsToSlots in 3 levels, SlotsToCoeffs in 3, the
+    /// default [`EvalModConfig`] (9 levels): 15 levels in all (the `boot16` preset's layout).
     pub fn new(slots: usize) -> Self {
         Self {
             slots,
-            cts_levels: 4,
+            cts_levels: 3,
             stc_levels: 3,
             eval_mod: EvalModConfig::default(),
             double_hoisting: false,
@@ -201,7 +201,13 @@ impl Bootstrapper {
                 let half = Complex64::new(0.5, 0.0);
                 (
                     2 * n,
-                    dft::lift_to_double(&f, n, |r| if r < n { half } else { -i * half }, |_| 1.0.into(), false),
+                    dft::lift_to_double(
+                        &f,
+                        n,
+                        |r| if r < n { half } else { -i * half },
+                        |_| 1.0.into(),
+                        false,
+                    ),
                 )
             } else if g == last {
                 // Full slots: v = M x / 2, then Re = v + conj(v), Im = -i (v - conj(v)).
@@ -210,16 +216,26 @@ impl Bootstrapper {
             } else {
                 (n, f)
             };
-            cts.push(encode_factor(&encoder, slots, f, level, config.double_hoisting)?);
+            cts.push(encode_factor(
+                &encoder,
+                slots,
+                f,
+                level,
+                config.double_hoisting,
+            )?);
         }
 
         // SlotsToCoeffs, with a constant chosen so that a nominal input (the default scale)
         // has EvalMod end at a scale near its level's prime (see `bootstrap_scaled`).
         let stc_in = eval_in - budget.eval_mod;
-        let k_nominal = Self::ratio_multiplier(&params, &config, params.default_scale())
-            .unwrap_or(1.0);
-        let q_stc = ring.q(stc_in).value() as f64;
-        let stc_constant = q0 / (2.0 * PI * k_nominal * q_stc);
+        let k_nominal =
+            Self::ratio_multiplier(&params, &config, params.default_scale()).unwrap_or(1.0);
+        // EvalMod ends near the prime its last double angle divided by (about 2^60): its
+        // double angles square the scale and divide by that prime, so ending lower would
+        // run the last ones at a smaller scale, with more relative rounding noise (measured:
+        // 2^-28 instead of 2^-31 per coefficient ending at a 45-bit prime).
+        let q_end = ring.q(stc_in + 1).value() as f64;
+        let stc_constant = q0 / (2.0 * PI * k_nominal * q_end);
         let per_factor = stc_constant.powf(1.0 / budget.stc as f64);
         let mut stc = Vec::with_capacity(budget.stc);
         for (g, mut f) in dft::factors(&encoder, n, budget.stc, false)?
@@ -232,12 +248,24 @@ impl Bootstrapper {
                 // [Re | Im] with 2n slots in, M (Re + i Im) out, replicated.
                 (
                     2 * n,
-                    dft::lift_to_double(&f, n, |_| 1.0.into(), |c| if c < n { 1.0.into() } else { i }, true),
+                    dft::lift_to_double(
+                        &f,
+                        n,
+                        |_| 1.0.into(),
+                        |c| if c < n { 1.0.into() } else { i },
+                        true,
+                    ),
                 )
             } else {
                 (n, f)
             };
-            stc.push(encode_factor(&encoder, slots, f, level, config.double_hoisting)?);
+            stc.push(encode_factor(
+                &encoder,
+                slots,
+                f,
+                level,
+                config.double_hoisting,
+            )?);
         }
 
         let mut steps: Vec<i64> = cts
@@ -312,8 +340,7 @@ impl Bootstrapper {
     /// rotations, conjugation and the two encapsulation keys.
     pub fn key_bytes(&self) -> usize {
         evaluation_keys_size(&self.params, true, self.rotation_steps.len() + 1)
-            + switching_key_size_for(&self.params)
-            + switching_key_size_for(&self.small)
+            + encapsulation_keys_size(&self.params, &self.small)
     }
 
     /// Checks that the evaluator holds every key needed, before any work.
@@ -332,11 +359,10 @@ impl Bootstrapper {
                 what: "conjugation key".into(),
             });
         }
-        if let Some(s) = self
-            .rotation_steps
-            .iter()
-            .find(|&&s| keys.galois_key(ring.galois_element_for_rotation(s)).is_none())
-        {
+        if let Some(s) = self.rotation_steps.iter().find(|&&s| {
+            keys.galois_key(ring.galois_element_for_rotation(s))
+                .is_none()
+        }) {
             return Err(Error::MissingKey {
                 op: OP,
                 what: format!(
@@ -428,25 +454,47 @@ impl Bootstrapper {
             }
         })?;
         self.check_keys(eval, keys)?;
-        let ring = self.params.ring();
-        let max = self.params.max_slots();
-        let sparse = n < max;
+        let x = self.raise(eval, keys, ct, k)?;
+        let parts = self.coeffs_to_slots(eval, &x)?;
+        let parts = self.reduce(eval, &parts, k, scale, factor)?;
+        let mut out = self.slots_to_coeffs(eval, parts)?;
+        // The integers now carry factor * message * scale (see `reduce`): say so exactly.
+        out.set_scale(scale);
+        Ok(out)
+    }
 
-        // 1. Level 0, times k (exact: an integer).
+    /// Steps 1-4: to level 0, times k; encapsulation; ModRaise; back to the dense secret;
+    /// SubSum. The result decrypts to `gap (k m + q_0 I)` on the slot subring's coefficients
+    /// (`gap = N / 2n`), at the top level.
+    fn raise(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        ct: &Ciphertext,
+        k: f64,
+    ) -> Result<Ciphertext> {
+        let n = self.config.slots;
+        let max = self.params.max_slots();
         let mut x = eval.drop_to_level(ct, 0)?;
         eval.mul_integer_assign(&mut x, k as i64)?;
-        // 2-3. Encapsulation and ModRaise.
         let x = self.to_sparse(eval, keys, &x)?;
         let x = self.mod_raise(&x);
         let mut x = eval.switch_key(&x, &keys.sparse_to_dense)?;
-        // 4. SubSum over the slot subring (read with N/2 slots: the raised message is not
-        // periodic yet).
-        if sparse {
+        if n < max {
+            // Read with N/2 slots: the raised message is not periodic yet.
             x.slots = max;
             x = eval.inner_sum(&x, n as i64, max / n)?;
             x.slots = n;
         }
-        // 5. CoeffsToSlots.
+        Ok(x)
+    }
+
+    /// Step 5: CoeffsToSlots. Returns the real parts to reduce, `y = x / K` at scale
+    /// `q_level`: `[Re | Im]` in one ciphertext of 2n slots, or with full slots `Re` and `Im`.
+    fn coeffs_to_slots(&self, eval: &Evaluator, x: &Ciphertext) -> Result<Vec<Ciphertext>> {
+        let n = self.config.slots;
+        let sparse = n < self.params.max_slots();
+        let mut x = x.clone();
         let last = self.cts.len() - 1;
         for (g, f) in self.cts.iter().enumerate() {
             if g == last && sparse {
@@ -455,49 +503,61 @@ impl Bootstrapper {
             x = f.evaluate(eval, &x)?;
         }
         let eval_in = self.budget.top - self.budget.cts;
-        x.set_scale(ring.q(eval_in).value() as f64);
+        x.set_scale(self.params.ring().q(eval_in).value() as f64);
         let conj = eval.conjugate(&x)?;
-        // 6. EvalMod, landing at the scale that SlotsToCoeffs' constant turns into exactly
-        // `factor` times the input's scale: S = q_0 factor / (2 pi k c).
-        let q0 = ring.q(0).value() as f64;
-        let target = q0 * factor / (2.0 * PI * k * self.stc_constant);
-        // What EvalMod's output means: integer = 2 pi (m / q_0) S, with m = k m_in, so the
-        // message m_in / scale is read at scale 2 pi S k scale / q_0.
-        let meaning = |s: f64| 2.0 * PI * s * k * scale / q0;
-        let mut x = if sparse {
-            // [Re | Im] in 2n slots: one EvalMod.
-            let real = eval.add(&x, &conj)?;
-            let mut y = self.eval_mod.evaluate(eval, &real, target)?;
-            y.set_scale(meaning(y.scale()));
-            y
+        if sparse {
+            Ok(vec![eval.add(&x, &conj)?])
         } else {
-            let half_n = self.params.n() as i64 / 2;
             let re = eval.add(&x, &conj)?;
             let diff = eval.sub(&x, &conj)?;
-            let im = eval.mul_by_monomial(&diff, 3 * half_n)?;
-            let (re, im) = rayon::join(
-                || self.eval_mod.evaluate(eval, &re, target),
-                || self.eval_mod.evaluate(eval, &im, target),
-            );
-            let (mut re, mut im) = (re?, im?);
-            re.set_scale(meaning(re.scale()));
-            im.set_scale(meaning(im.scale()));
-            let im = eval.mul_by_monomial(&im, half_n)?;
-            eval.add_assign(&mut re, &im)?;
-            re
-        };
-        // 7. SlotsToCoeffs.
-        let integer_factor = self.stc_constant;
-        let meta = x.scale() * integer_factor;
+            let im = eval.mul_by_monomial(&diff, 3 * self.params.n() as i64 / 2)?;
+            Ok(vec![re, im])
+        }
+    }
+
+    /// Step 6: EvalMod on each part, landing at the scale that SlotsToCoeffs' constant `c`
+    /// turns into exactly `factor` times the input's scale: `S = q_0 factor / (2 pi k c)`.
+    /// The result's metadata reads the integers `2 pi (m / q_0) S` (with `m = k m_in`) as
+    /// `m_in / scale`: scale `2 pi S k scale / q_0`.
+    fn reduce(
+        &self,
+        eval: &Evaluator,
+        parts: &[Ciphertext],
+        k: f64,
+        scale: f64,
+        factor: f64,
+    ) -> Result<Vec<Ciphertext>> {
+        let q0 = self.params.ring().q(0).value() as f64;
+        let target = q0 * factor / (2.0 * PI * k * self.stc_constant);
+        parts
+            .par_iter()
+            .map(|p| {
+                let mut y = self.eval_mod.evaluate(eval, p, target)?;
+                y.set_scale(2.0 * PI * y.scale() * k * scale / q0);
+                Ok(y)
+            })
+            .collect()
+    }
+
+    /// Step 7: recombines the parts (`Re + i Im`) and runs SlotsToCoeffs.
+    fn slots_to_coeffs(&self, eval: &Evaluator, parts: Vec<Ciphertext>) -> Result<Ciphertext> {
+        let n = self.config.slots;
+        let sparse = n < self.params.max_slots();
+        let mut parts = parts.into_iter();
+        let mut x = parts.next().ok_or_else(|| Error::InvalidArgument {
+            op: OP,
+            msg: "internal: nothing to recombine".into(),
+        })?;
+        if let Some(im) = parts.next() {
+            let im = eval.mul_by_monomial(&im, self.params.n() as i64 / 2)?;
+            eval.add_assign(&mut x, &im)?;
+        }
         for (g, f) in self.stc.iter().enumerate() {
             x = f.evaluate(eval, &x)?;
             if g == 0 && sparse {
                 x.slots = n;
             }
         }
-        // The integers now carry factor * message * scale: the metadata says so exactly.
-        debug_assert!(((meta / (factor * scale)) - 1.0).abs() < 1e-6);
-        x.set_scale(scale);
         Ok(x)
     }
 
@@ -582,5 +642,154 @@ impl Bootstrapper {
         let keys = kg.gen_evaluation_keys(sk, true, &self.rotation_steps, true);
         let enc = kg.gen_encapsulation_keys(sk)?;
         Ok((keys, enc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ckks::encoder::{CenteredLift, bit_reverse};
+    use crate::params::{ParamsLiteral, SecretDistribution};
+    use crate::rlwe::decryptor::decrypt;
+    use crate::rlwe::encryptor::encrypt_secret;
+    use crate::rlwe::keygen::KeyGenerator;
+
+    /// Decrypts and returns the centred coefficients as f64.
+    fn coeffs(sk: &crate::rlwe::keys::SecretKey, ct: &Ciphertext) -> Vec<f64> {
+        let params = sk.params();
+        let pt = decrypt(sk, ct).expect("decrypt");
+        let c = pt.poly().to_coeff(params.ring());
+        let lift = CenteredLift::new(params, ct.level());
+        (0..params.n())
+            .map(|j| {
+                let r: Vec<u64> = (0..=ct.level()).map(|t| c.tower(t)[j]).collect();
+                lift.lift(params, &r)
+            })
+            .collect()
+    }
+
+    /// Error of every stage against the exact values, in the message's units, so that the
+    /// precision budget can be read off (run with --nocapture).
+    #[test]
+    fn stage_errors() {
+        let mut log_q = vec![60, 40, 40, 45, 45, 45];
+        log_q.extend([60; 12]);
+        let params = Params::new_insecure(ParamsLiteral {
+            log_n: 10,
+            log_q,
+            log_p: vec![61; 5],
+            dnum: 4,
+            secret: SecretDistribution::Ternary,
+            log_scale: 40,
+            sigma: 3.19,
+        })
+        .expect("params");
+        let (cts_bits, final_mean) = stage_report(params, 512);
+        assert!(cts_bits > 44.0, "CoeffsToSlots error 2^-{cts_bits:.1}");
+        assert!(final_mean > 24.0, "precision {final_mean:.1} bits");
+    }
+
+    /// [`stage_errors`] at the `boot16` preset (about a minute).
+    #[test]
+    #[ignore]
+    fn stage_errors_boot16() {
+        let params = Params::preset("boot16").expect("boot16");
+        let n = params.max_slots();
+        let (_, final_mean) = stage_report(params, n);
+        assert!(final_mean > 18.0, "precision {final_mean:.1} bits");
+    }
+
+    /// Prints every stage's error; returns -log2 of CoeffsToSlots' error in `y` and the
+    /// final mean precision.
+    fn stage_report(params: Arc<Params>, n: usize) -> (f64, f64) {
+        let cfg = BootstrapConfig::new(n);
+        let btp = Bootstrapper::new(params.clone(), cfg).expect("btp");
+        let mut kg = KeyGenerator::new_deterministic_for_tests(params.clone(), [3u8; 32]);
+        let sk = kg.gen_secret_key();
+        let (ek, keys) = btp.gen_keys(&mut kg, &sk).expect("keys");
+        let eval = Evaluator::new(params.clone(), ek);
+        let enc = Encoder::new(params.clone());
+        let v: Vec<Complex64> = (0..n)
+            .map(|i| Complex64::new((i as f64 * 0.7).sin(), (i as f64 * 0.3).cos()))
+            .collect();
+        let scale = params.default_scale();
+        let ct = encrypt_secret(&sk, &enc.encode_complex(&v, 0, scale, n).expect("encode"))
+            .expect("enc");
+        let k = Bootstrapper::ratio_multiplier(&params, &btp.config, scale).expect("k");
+        let q0 = params.ring().q(0).value() as f64;
+        let big_k = btp.config.eval_mod.k;
+        let to_msg = q0 / (k * scale); // x units -> message units
+        let raised = btp.raise(&eval, &keys, &ct, k).expect("raise");
+        let c = coeffs(&sk, &raised);
+        let half = params.n() / 2;
+        let mut w: Vec<Complex64> = (0..n).map(|i| Complex64::new(c[i], c[half + i])).collect();
+        bit_reverse(&mut w);
+        let y: Vec<Complex64> = w.iter().map(|z| z / (q0 * big_k)).collect();
+        let parts = btp.coeffs_to_slots(&eval, &raised).expect("cts");
+        let dec = |ct: &Ciphertext| {
+            enc.decode_complex(&decrypt(&sk, ct).expect("dec"))
+                .expect("decode")
+        };
+        let (re, im) = (dec(&parts[0]), dec(&parts[1]));
+        let err_cts = (0..n)
+            .map(|i| (re[i].re - y[i].re).abs().max((im[i].re - y[i].im).abs()))
+            .fold(0.0, f64::max);
+        eprintln!(
+            "CtS: max |y| error 2^{:.1}, message units 2^{:.1}; imaginary residue 2^{:.1}",
+            err_cts.log2(),
+            (err_cts * big_k * to_msg).log2(),
+            re.iter().map(|z| z.im.abs()).fold(0.0, f64::max).log2()
+        );
+        {
+            // The interpolant alone, at two target scales.
+            let pe = crate::circuits::polynomial::PolynomialEvaluator::new(&eval);
+            let cos = &btp.eval_mod.cosine;
+            for target in [2f64.powi(45), 2f64.powi(59), 2f64.powi(60)] {
+                let t = pe.evaluate(&parts[0], cos, target).expect("poly");
+                let got = dec(&t);
+                let err = (0..n)
+                    .map(|i| (got[i].re - cos.evaluate_plain(y[i].re).re).abs())
+                    .fold(0.0, f64::max);
+                eprintln!(
+                    "interpolant at 2^{:.0}: max error 2^{:.1}, level {}",
+                    target.log2(),
+                    err.log2(),
+                    t.level()
+                );
+            }
+        }
+        let reduced = btp.reduce(&eval, &parts, k, scale, 1.0).expect("reduce");
+        let (re2, im2) = (dec(&reduced[0]), dec(&reduced[1]));
+        // Exact: the message coefficients m / (k scale) = frac(x) q0 / (k scale).
+        let frac = |x: f64| x - x.round();
+        let err_mod = (0..n)
+            .map(|i| {
+                let (xr, xi) = (y[i].re * big_k, y[i].im * big_k);
+                (re2[i].re - frac(xr) * to_msg)
+                    .abs()
+                    .max((im2[i].re - frac(xi) * to_msg).abs())
+            })
+            .fold(0.0, f64::max);
+        // The same with the ideal sine (separates the sine's own error).
+        let err_sine = (0..n)
+            .map(|i| {
+                let xr = y[i].re * big_k;
+                (re2[i].re - (2.0 * PI * xr).sin() / (2.0 * PI) * to_msg).abs()
+            })
+            .fold(0.0, f64::max);
+        eprintln!(
+            "EvalMod: max coefficient error 2^{:.1} (against sin: 2^{:.1}), levels {} -> {}",
+            err_mod.log2(),
+            err_sine.log2(),
+            parts[0].level(),
+            reduced[0].level()
+        );
+        let out = btp.slots_to_coeffs(&eval, reduced).expect("stc");
+        let mut out = out;
+        out.set_scale(scale);
+        let got = dec(&out);
+        let st = crate::ckks::encoder::precision_stats(&v, &got);
+        eprintln!("final: {st:?}");
+        (-err_cts.log2(), st.mean_bits)
     }
 }
