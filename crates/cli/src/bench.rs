@@ -176,6 +176,9 @@ pub struct BenchBootstrapArgs {
     /// Bootstrap two real vectors at once (`a + i b`) instead of one complex vector.
     #[arg(long)]
     pub real_pair: bool,
+    /// Evaluate the DFT factors with double hoisting.
+    #[arg(long)]
+    pub double_hoisting: bool,
     /// Print one JSON object per run (otherwise a line of text).
     #[arg(long)]
     pub json: bool,
@@ -197,12 +200,14 @@ fn uniform(n: usize, seed: u64) -> Vec<f64> {
 /// Runs `volley bench bootstrap`: key generation, then `reps` bootstraps of fresh
 /// encryptions of uniform values in [-1, 1] at level 0, with the precision of the last.
 pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), CliError> {
-    use volley_ckks::circuits::{BootstrapConfig, Bootstrapper};
+    use volley_ckks::circuits::{BootstrapConfig, BootstrapProfile, Bootstrapper};
     use volley_ckks::{Complex64, precision_stats};
     let params = Params::preset(&args.preset)?;
     let slots = args.slots.unwrap_or(params.max_slots());
     let t = Instant::now();
-    let btp = Bootstrapper::new(params.clone(), BootstrapConfig::new(slots))?;
+    let mut config = BootstrapConfig::new(slots);
+    config.double_hoisting = args.double_hoisting;
+    let btp = Bootstrapper::new(params.clone(), config)?;
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut kg = KeyGenerator::new(params.clone());
     let sk = kg.gen_secret_key();
@@ -231,6 +236,7 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
             .map(|&x| Complex64::new(x, 0.0))
             .collect::<Vec<_>>()
     };
+    let mut profile = BootstrapProfile::default();
     let (want, got, levels_after, key_switches, times) = if args.real_pair {
         let (ca, cb) = (encrypt(&real(&a))?, encrypt(&real(&b))?);
         let mut last = None;
@@ -250,18 +256,31 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
     } else {
         let ct = encrypt(&complex)?;
         let mut last = None;
-        eval.reset_op_counts();
         let times = time(args.reps.max(1), || {
-            last = Some(btp.bootstrap(&eval, &enc_keys, &ct)?);
+            eval.reset_op_counts();
+            last = Some(btp.bootstrap_profiled(&eval, &enc_keys, &ct, &mut profile)?);
             Ok(())
         })?;
         let r = last.ok_or_else(|| CliError::Msg("no run".into()))?;
         let got = enc.decode_complex(&volley_ckks::client::decrypt(&sk, &r)?)?;
-        let ks = eval.op_counts().key_switches / args.reps.max(1) as u64;
+        let ks = eval.op_counts().key_switches;
         (complex.clone(), got, r.level(), ks, times)
     };
     let precision = precision_stats(&want, &got);
     let med = median_ms(times.clone());
+    let reps = args.reps.max(1) as f64;
+    let mut stages = serde_json::Map::new();
+    let mut before = 0;
+    for (i, name) in BootstrapProfile::STAGES.iter().enumerate() {
+        stages.insert(
+            name.to_string(),
+            serde_json::json!({
+                "mean_ms": (profile.seconds[i] / reps * 1e4).round() / 10.0,
+                "key_switches": profile.key_switches[i].saturating_sub(before),
+            }),
+        );
+        before = profile.key_switches[i];
+    }
     let budget = btp.budget();
     let line = serde_json::json!({
         "op": if args.real_pair { "bootstrap_real_pair" } else { "bootstrap" },
@@ -276,6 +295,7 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
         "key_switches": key_switches,
         "key_bytes": key_bytes, "key_bytes_planned": btp.key_bytes(),
         "keygen_ms": keygen_ms.round(), "setup_ms": setup_ms.round(),
+        "double_hoisting": args.double_hoisting, "stages": stages,
         "peak_rss_bytes": peak_rss_bytes(), "log_qp": params.log_qp(),
     });
     if args.json {

@@ -25,7 +25,7 @@
 //! `1 + k/(level+1)` times larger. Measured at N = 2^14 (min of 4 runs, loaded 2-core machine):
 //! within +-10% of single hoisting (faster with 64 diagonals and with 11 levels, slower for a
 //! dense 256 x 256 at 5 levels where plaintext traffic dominates), hence off by default. Its key
-//! switches are not seen by [`Evaluator::op_counts`] (its decompositions are).
+//! switches go through [`Evaluator::rotate_hoisted_qp`], so the evaluator counts them.
 
 use crate::ckks::encoder::Encoder;
 use crate::ckks::evaluator::Evaluator;
@@ -525,13 +525,7 @@ impl EncodedLinearTransform {
         for &i in &self.baby {
             let g = ring.galois_element_for_rotation(i as i64);
             let r = match dec.as_ref() {
-                Some(dec) if g != 1 => {
-                    let key = eval.keys().galois_key(g).ok_or_else(|| Error::MissingKey {
-                        op: OP,
-                        what: format!("rotation key for step {i} (Galois element {g})"),
-                    })?;
-                    keyswitch::automorphism_hoisted_qp(params, c0, dec, key.key(), g)
-                }
+                Some(dec) if g != 1 => eval.rotate_hoisted_qp(c0, dec, i as i64)?,
                 _ => [
                     keyswitch::lift_to_qp(params, c0),
                     keyswitch::lift_to_qp(params, c1),
@@ -588,12 +582,8 @@ impl EncodedLinearTransform {
                     keyswitch::lift_to_qp(params, c1),
                 ]
             } else {
-                let key = eval.keys().galois_key(g).ok_or_else(|| Error::MissingKey {
-                    op: OP,
-                    what: format!("rotation key for step {jg} (Galois element {g})"),
-                })?;
                 let dec = eval.decompose(&inner)?;
-                keyswitch::automorphism_hoisted_qp(params, c0, &dec, key.key(), g)
+                eval.rotate_hoisted_qp(c0, &dec, jg as i64)?
             };
             match acc.as_mut() {
                 Some([x, y]) => {

@@ -8,6 +8,6 @@ pub mod bootstrap;
 pub mod linear_transform;
 pub mod polynomial;
 
-pub use bootstrap::{BootstrapConfig, Bootstrapper, EvalModConfig, LevelBudget};
+pub use bootstrap::{BootstrapConfig, BootstrapProfile, Bootstrapper, EvalModConfig, LevelBudget};
 pub use linear_transform::{EncodedLinearTransform, LinearTransform};
 pub use polynomial::{Basis, Polynomial, PolynomialEvaluator};

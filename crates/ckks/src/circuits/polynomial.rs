@@ -316,23 +316,32 @@ impl<'a> PowerBasis<'a> {
         }
         let eval = self.eval;
         let (ta, tb) = (self.power(a)?, self.power(b)?);
-        let mut prod = eval.mul_relin(ta, tb)?;
-        if self.chebyshev {
+        let prod = if self.chebyshev && a != b {
+            // T_{a+b} = 2 T_a T_b - T_{a-b}; T_{a-b} is brought to the product's scale by an
+            // integer constant (~ one prime), before the common rescale.
+            let mut prod = eval.mul_relin(ta, tb)?;
             eval.mul_integer_assign(&mut prod, 2)?;
-            if a == b {
-                // T_{2a} = 2 T_a^2 - T_0.
+            let t = self.power(a - b)?;
+            let mut sub = eval.drop_to_level(t, prod.level())?;
+            let const_scale = prod.scale() / sub.scale();
+            eval.mul_const_no_rescale_assign(&mut sub, Complex64::new(1.0, 0.0), const_scale)?;
+            eval.sub_assign(&mut prod, &sub)?;
+            eval.rescale_assign(&mut prod)?;
+            prod
+        } else {
+            // x^{a+b} = x^a x^b, or T_{2a} = (2 T_a) T_a - T_0: the relinearisation's ModDown
+            // and the rescale fused into one division. The 2 goes on an operand, not on the
+            // result, so that the rescale's rounding is not doubled (1 bit at bootstrapping).
+            if self.chebyshev {
+                let mut twice = ta.clone();
+                eval.mul_integer_assign(&mut twice, 2)?;
+                let mut prod = eval.mul_relin_rescale(&twice, tb)?;
                 eval.add_const_assign(&mut prod, Complex64::new(-1.0, 0.0))?;
+                prod
             } else {
-                // T_{a+b} = 2 T_a T_b - T_{a-b}; T_{a-b} is brought to the product's scale
-                // by an integer constant (~ one prime), before the common rescale.
-                let t = self.power(a - b)?;
-                let mut sub = eval.drop_to_level(t, prod.level())?;
-                let const_scale = prod.scale() / sub.scale();
-                eval.mul_const_no_rescale_assign(&mut sub, Complex64::new(1.0, 0.0), const_scale)?;
-                eval.sub_assign(&mut prod, &sub)?;
+                eval.mul_relin_rescale(ta, tb)?
             }
-        }
-        eval.rescale_assign(&mut prod)?;
+        };
         if Some(prod.level()) != self.level_of(k) {
             return Err(Error::InvalidLevel {
                 op: "polynomial",

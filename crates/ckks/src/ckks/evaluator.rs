@@ -177,7 +177,7 @@ impl Evaluator {
         }
         let q_last = self.params.ring().q(ct.level).value() as f64;
         for p in ct.polys_mut() {
-            rescale_poly(&self.params, p);
+            p.divide_by_last_q(self.params.ring());
         }
         ct.level -= 1;
         ct.scale /= q_last;
@@ -792,6 +792,36 @@ impl Evaluator {
         Ok(self.switch_galois(ct, dec, g, key))
     }
 
+    /// A hoisted rotation left in the extended basis Q_level * P (no ModDown), for double
+    /// hoisting: `[sigma_g(P c_0 + u_0), sigma_g(u_1)]` with `(u_0, u_1)` the key switch of
+    /// the decomposed c_1. Counted as a rotation.
+    pub fn rotate_hoisted_qp(
+        &self,
+        c0: &Poly<Ntt>,
+        dec: &Decomposition,
+        steps: i64,
+    ) -> Result<[Poly<Ntt>; 2]> {
+        let g = self.params.ring().galois_element_for_rotation(steps);
+        let key = self.galois_key(g, "rotate", || {
+            format!("rotation key for step {steps} (Galois element {g})")
+        })?;
+        if c0.basis() != self.params.basis_q(dec.level) {
+            return Err(Error::InvalidLevel {
+                op: "rotate_hoisted",
+                level: c0.basis().q.saturating_sub(1),
+                max: dec.level,
+            });
+        }
+        self.counters.rot.fetch_add(1, Ordering::Relaxed);
+        Ok(keyswitch::automorphism_hoisted_qp(
+            &self.params,
+            c0,
+            dec,
+            key,
+            g,
+        ))
+    }
+
     /// Rotations of one ciphertext by many steps sharing one decomposition (hoisting).
     pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>> {
         for &s in steps {
@@ -903,47 +933,4 @@ fn check_finite(c: Complex64, op: &'static str) -> Result<()> {
             msg: format!("constant {c} is not finite"),
         })
     }
-}
-
-/// Divides an NTT-form polynomial by its last prime with rounding:
-/// (c - [c]_{q_l}) / q_l with the centered remainder (exact rounding).
-pub(crate) fn rescale_poly(params: &Params, p: &mut Poly<Ntt>) {
-    let ring = params.ring();
-    let l = p.basis().q - 1;
-    let ql = *ring.q(l);
-    let mut last = p.tower(l).to_vec();
-    ring.ntt(params.basis_q(l), l).backward(&mut last);
-    let half = ql.value() / 2;
-    let new_basis = params.basis_q(l - 1);
-    p.truncate(new_basis);
-    p.towers_mut().for_each(|(i, tower)| {
-        let m = ring.q(i);
-        let qi = m.value();
-        let ql_mod = m.reduce(ql.value());
-        // [c]_{q_l} centered, reduced mod q_i. Branch-free when q_l < 2 q_i (the usual chain:
-        // one conditional subtraction); the random sign of the remainder defeats prediction.
-        let mut r: Vec<u64> = if ql.value() < 2 * qi {
-            last.iter()
-                .map(|&x| {
-                    let y = x.min(x.wrapping_sub(qi));
-                    let neg = u64::from(x > half).wrapping_neg();
-                    let z = y.wrapping_sub(ql_mod & neg);
-                    z.min(z.wrapping_add(qi))
-                })
-                .collect()
-        } else {
-            last.iter()
-                .map(|&x| {
-                    if x > half {
-                        m.sub(m.reduce(x), ql_mod)
-                    } else {
-                        m.reduce(x)
-                    }
-                })
-                .collect()
-        };
-        ring.ntt(new_basis, i).forward(&mut r);
-        let inv = m.inv(ql_mod).unwrap_or(0);
-        crate::ring::simd::sub_mul_scalar(tower, &r, inv, m);
-    });
 }

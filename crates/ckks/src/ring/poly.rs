@@ -299,3 +299,50 @@ impl Poly<Ntt> {
         Self::from_data(self.n, self.basis, data)
     }
 }
+
+impl Poly<Ntt> {
+    /// Divides a polynomial over q_0..q_l (NTT form) by its last prime q_l with rounding,
+    /// leaving it over q_0..q_{l-1}: (c - [c]_{q_l}) / q_l with the centred remainder (exact
+    /// rounding). The CKKS rescale and the key switch's separate rescale at level 0 use it.
+    pub fn divide_by_last_q(&mut self, ring: &RingContext) {
+        let l = self.basis().q - 1;
+        let ql = *ring.q(l);
+        let old_basis = self.basis();
+        let mut last = self.tower(l).to_vec();
+        ring.ntt(old_basis, l).backward(&mut last);
+        let half = ql.value() / 2;
+        let new_basis = Basis { q: l, p: 0 };
+        self.truncate(new_basis);
+        self.towers_mut().for_each(|(i, tower)| {
+            let m = ring.q(i);
+            let qi = m.value();
+            let ql_mod = m.reduce(ql.value());
+            // [c]_{q_l} centred, reduced mod q_i. Branch-free when q_l < 2 q_i (the usual
+            // chain: one conditional subtraction); the random sign of the remainder defeats
+            // prediction.
+            let mut r: Vec<u64> = if ql.value() < 2 * qi {
+                last.iter()
+                    .map(|&x| {
+                        let y = x.min(x.wrapping_sub(qi));
+                        let neg = u64::from(x > half).wrapping_neg();
+                        let z = y.wrapping_sub(ql_mod & neg);
+                        z.min(z.wrapping_add(qi))
+                    })
+                    .collect()
+            } else {
+                last.iter()
+                    .map(|&x| {
+                        if x > half {
+                            m.sub(m.reduce(x), ql_mod)
+                        } else {
+                            m.reduce(x)
+                        }
+                    })
+                    .collect()
+            };
+            ring.ntt(new_basis, i).forward(&mut r);
+            let inv = m.inv(ql_mod).unwrap_or(0);
+            super::simd::sub_mul_scalar(tower, &r, inv, m);
+        });
+    }
+}

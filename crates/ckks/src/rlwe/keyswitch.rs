@@ -184,8 +184,8 @@ pub fn switch_finish(
                 ..finish
             },
         );
-        crate::ckks::evaluator::rescale_poly(params, &mut b);
-        crate::ckks::evaluator::rescale_poly(params, &mut a);
+        b.divide_by_last_q(ring);
+        a.divide_by_last_q(ring);
         return [b, a];
     }
     let products =

@@ -105,6 +105,26 @@ impl LevelBudget {
     }
 }
 
+/// Where a bootstrap's time went, by stage: ModRaise (with encapsulation and SubSum),
+/// CoeffsToSlots, EvalMod, SlotsToCoeffs. Accumulates over calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BootstrapProfile {
+    /// Seconds per stage.
+    pub seconds: [f64; 4],
+    /// The evaluator's key-switch counter after each stage (differences give per-stage counts).
+    pub key_switches: [u64; 4],
+}
+
+impl BootstrapProfile {
+    /// Stage names, in the order of the arrays.
+    pub const STAGES: [&'static str; 4] = [
+        "mod_raise",
+        "coeffs_to_slots",
+        "eval_mod",
+        "slots_to_coeffs",
+    ];
+}
+
 /// Bootstrapping for one parameter set and slot count, with its DFT matrices encoded.
 /// Holds no key: [`Self::bootstrap`] takes an evaluator (relinearisation, rotation and
 /// conjugation keys; see [`Self::rotation_steps`]) and the [`EncapsulationKeys`].
@@ -388,7 +408,18 @@ impl Bootstrapper {
         keys: &EncapsulationKeys,
         ct: &Ciphertext,
     ) -> Result<Ciphertext> {
-        self.bootstrap_scaled(eval, keys, ct, 1.0)
+        self.bootstrap_scaled(eval, keys, ct, 1.0, None)
+    }
+
+    /// [`Self::bootstrap`], adding where the time went to `profile`.
+    pub fn bootstrap_profiled(
+        &self,
+        eval: &Evaluator,
+        keys: &EncapsulationKeys,
+        ct: &Ciphertext,
+        profile: &mut BootstrapProfile,
+    ) -> Result<Ciphertext> {
+        self.bootstrap_scaled(eval, keys, ct, 1.0, Some(profile))
     }
 
     /// Bootstraps two real vectors at once: `a + i b` through one bootstrap, then one
@@ -404,7 +435,7 @@ impl Bootstrapper {
         let ib = eval.mul_by_monomial(b, half_n)?;
         let c = eval.add(a, &ib)?;
         // The result carries (a + i b) / 2, so that c + conj(c) = a and -i (c - conj(c)) = b.
-        let c = self.bootstrap_scaled(eval, keys, &c, 0.5)?;
+        let c = self.bootstrap_scaled(eval, keys, &c, 0.5, None)?;
         let conj = eval.conjugate(&c)?;
         let re = eval.add(&c, &conj)?;
         let diff = eval.sub(&c, &conj)?;
@@ -419,6 +450,7 @@ impl Bootstrapper {
         keys: &EncapsulationKeys,
         ct: &Ciphertext,
         factor: f64,
+        mut profile: Option<&mut BootstrapProfile>,
     ) -> Result<Ciphertext> {
         if ct.params().fingerprint() != self.params.fingerprint() {
             return Err(Error::ParameterMismatch { op: OP });
@@ -454,10 +486,23 @@ impl Bootstrapper {
             }
         })?;
         self.check_keys(eval, keys)?;
+        let mut clock = std::time::Instant::now();
+        let mut lap = |i: usize| {
+            let now = std::time::Instant::now();
+            if let Some(p) = profile.as_deref_mut() {
+                p.seconds[i] += (now - clock).as_secs_f64();
+                p.key_switches[i] = eval.op_counts().key_switches;
+            }
+            clock = now;
+        };
         let x = self.raise(eval, keys, ct, k)?;
+        lap(0);
         let parts = self.coeffs_to_slots(eval, &x)?;
+        lap(1);
         let parts = self.reduce(eval, &parts, k, scale, factor)?;
+        lap(2);
         let mut out = self.slots_to_coeffs(eval, parts)?;
+        lap(3);
         // The integers now carry factor * message * scale (see `reduce`): say so exactly.
         out.set_scale(scale);
         Ok(out)

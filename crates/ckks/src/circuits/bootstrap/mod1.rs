@@ -180,11 +180,12 @@ impl EvalMod {
         }
         let mut t = poly_eval.evaluate(ct, &self.cosine, cosine_target)?;
         for _ in 0..r {
-            // cos(2a) = 2 cos(a)^2 - 1.
-            let mut sq = eval.mul_relin(&t, &t)?;
-            eval.mul_integer_assign(&mut sq, 2)?;
+            // cos(2a) = (2 cos a) cos a - 1, the relinearisation and the rescale fused (the 2
+            // on an operand, so that the rescale's rounding is not doubled).
+            let mut twice = t.clone();
+            eval.mul_integer_assign(&mut twice, 2)?;
+            let mut sq = eval.mul_relin_rescale(&twice, &t)?;
             eval.add_const_assign(&mut sq, Complex64::new(-1.0, 0.0))?;
-            eval.rescale_assign(&mut sq)?;
             t = sq;
         }
         if let Some(arcsine) = &self.arcsine {
