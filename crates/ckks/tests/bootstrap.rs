@@ -104,6 +104,19 @@ fn full_slots_complex() {
 }
 
 #[test]
+fn iterated_adds_bits() {
+    let s = setup(10, 512);
+    let v = values(512, 11);
+    let ct = s.encrypt(&v, 512, 0);
+    let once = s.btp.bootstrap(&s.eval, &s.keys, &ct).unwrap();
+    let twice = s.btp.bootstrap_iterated(&s.eval, &s.keys, &ct).unwrap();
+    let p1 = precision_stats(&v, &s.decrypt(&once)[..512]);
+    check(&s, &twice, &v, 28.0, 31.0, "iterated");
+    let p2 = precision_stats(&v, &s.decrypt(&twice)[..512]);
+    assert!(p2.mean_bits > p1.mean_bits + 3.0, "{p1:?} -> {p2:?}");
+}
+
+#[test]
 fn sparse_slots() {
     for slots in [8usize, 64, 256] {
         let s = setup(10, slots);
