@@ -71,6 +71,9 @@ pub const ENCAPSULATION_HAMMING_WEIGHT: usize = 32;
 /// Bit size of the single special prime of the dense-to-sparse encapsulation key.
 pub const ENCAPSULATION_LOG_P: u32 = 61;
 
+/// The presets whose chain is laid out for bootstrapping (`circuits::bootstrap`).
+pub const BOOTSTRAP_PRESETS: [&str; 1] = ["boot16"];
+
 /// Named presets.
 pub const PRESETS: [&str; 7] = [
     "leveled15",

@@ -308,68 +308,6 @@ fn key_report() {
     assert!(EncapsulationKeys::from_bytes(&other, &bytes).is_err());
 }
 
-/// Precision at N = 2^16 for a chain and EvalMod setting given by the environment
-/// (`BTP_RATIO`, `BTP_ARCSINE`, `BTP_EVALMOD_BITS`): exploration, not a check.
-#[test]
-#[ignore]
-fn explore16() {
-    let env = |k: &str, d: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let ratio = env("BTP_RATIO", 12);
-    let arcsine = env("BTP_ARCSINE", 0) == 1;
-    let em_bits = env("BTP_EVALMOD_BITS", 60);
-    let mut log_q = vec![60];
-    log_q.extend([40; 9]);
-    log_q.extend([42; 3]);
-    log_q.extend(std::iter::repeat_n(em_bits, if arcsine { 11 } else { 9 }));
-    log_q.extend([60; 3]);
-    let params = Params::new(ParamsLiteral {
-        log_n: 16,
-        log_q,
-        log_p: vec![61; 6],
-        dnum: 5,
-        secret: SecretDistribution::Ternary,
-        log_scale: 40,
-        sigma: 3.19,
-    })
-    .unwrap();
-    eprintln!("{}", params.summary());
-    let n = params.max_slots();
-    let mut cfg = BootstrapConfig::new(n);
-    cfg.eval_mod.log_message_ratio = ratio;
-    cfg.eval_mod.arcsine = arcsine;
-    let btp = Bootstrapper::new(params.clone(), cfg).unwrap();
-    let mut kg = KeyGenerator::new_deterministic_for_tests(params.clone(), [7u8; 32]);
-    let sk = kg.gen_secret_key();
-    let (ek, keys) = btp.gen_keys(&mut kg, &sk).unwrap();
-    let enc = Encoder::new(params.clone());
-    let eval = Evaluator::new(params.clone(), ek);
-    for (name, v) in [
-        ("uniform", values(n, 1)),
-        ("ones", vec![Complex64::new(1.0, 0.0); n]),
-    ] {
-        let pt = enc
-            .encode_complex(&v, 0, params.default_scale(), n)
-            .unwrap();
-        let ct = encrypt_secret(&sk, &pt).unwrap();
-        let t = std::time::Instant::now();
-        let out = btp.bootstrap(&eval, &keys, &ct).unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        let got = enc.decode_complex(&decrypt(&sk, &out).unwrap()).unwrap();
-        let st = precision_stats(&v, &got);
-        eprintln!(
-            "{name} ratio {ratio} arcsine {arcsine} evalmod {em_bits} bits: mean {:.1} min {:.1} ({secs:.1} s, level {})",
-            st.mean_bits,
-            st.min_bits,
-            out.level()
-        );
-    }
-}
-
 /// The `boot16` preset (N = 2^16, 128-bit secure): full slots and 2^12 slots, uniform inputs
 /// in [-1, 1]. About three minutes; run by `.ci/run` with the other `--ignored` tests.
 #[test]

@@ -96,9 +96,24 @@ fn main() {
 }
 
 fn print_params() -> Result<(), CliError> {
+    use volley_ckks::circuits::{BootstrapConfig, Bootstrapper};
     for name in volley_ckks::params::PRESETS {
         let p = volley_ckks::Params::preset(name)?;
         println!("{name:<10} {}", p.summary());
+        if volley_ckks::params::BOOTSTRAP_PRESETS.contains(&name) {
+            let b = Bootstrapper::plan(&p, &BootstrapConfig::new(p.max_slots()))?;
+            println!(
+                "{:<10} bootstrapping: depth {} = CoeffsToSlots {} + EvalMod {} + SlotsToCoeffs {}; from level 0 back to level {} ({} levels of 2^{} for the application)",
+                "",
+                b.depth(),
+                b.cts,
+                b.eval_mod,
+                b.stc,
+                b.output,
+                b.output,
+                p.literal().log_scale
+            );
+        }
     }
     Ok(())
 }

@@ -167,6 +167,29 @@ fn encode_factor(
 }
 
 impl Bootstrapper {
+    /// The level budget of `config` on `params` without encoding anything (for listings):
+    /// the same checks as [`Self::new`] on the depth.
+    pub fn plan(params: &Params, config: &BootstrapConfig) -> Result<LevelBudget> {
+        let eval_mod = EvalMod::new(config.eval_mod.clone())?;
+        let top = params.max_level();
+        let depth = config.cts_levels + eval_mod.depth() + config.stc_levels;
+        if depth > top {
+            return Err(Error::InvalidParameters(format!(
+                "bootstrapping needs {depth} levels ({} CoeffsToSlots + {} EvalMod + {} SlotsToCoeffs) above level 0; the chain has {top}",
+                config.cts_levels,
+                eval_mod.depth(),
+                config.stc_levels
+            )));
+        }
+        Ok(LevelBudget {
+            top,
+            cts: config.cts_levels,
+            eval_mod: eval_mod.depth(),
+            stc: config.stc_levels,
+            output: top - depth,
+        })
+    }
+
     /// Plans the circuit and encodes its matrices. Errors: a slot count that is not a power
     /// of two in `2^cts_levels ..= N/2` (and at least `2^stc_levels`), a chain too short for
     /// the depth, invalid EvalMod parameters.
@@ -179,24 +202,9 @@ impl Bootstrapper {
                 msg: format!("slot count {n} must be a power of two in 2..={max}"),
             });
         }
+        let budget = Self::plan(&params, &config)?;
         let eval_mod = EvalMod::new(config.eval_mod.clone())?;
-        let top = params.max_level();
-        let depth = config.cts_levels + eval_mod.depth() + config.stc_levels;
-        if depth > top {
-            return Err(Error::InvalidParameters(format!(
-                "bootstrapping needs {depth} levels ({} CoeffsToSlots + {} EvalMod + {} SlotsToCoeffs) above level 0; the chain has {top}",
-                config.cts_levels,
-                eval_mod.depth(),
-                config.stc_levels
-            )));
-        }
-        let budget = LevelBudget {
-            top,
-            cts: config.cts_levels,
-            eval_mod: eval_mod.depth(),
-            stc: config.stc_levels,
-            output: top - depth,
-        };
+        let top = budget.top;
         let small = params.encapsulation_params()?;
         let encoder = Encoder::new(params.clone());
         let ring = params.ring();
