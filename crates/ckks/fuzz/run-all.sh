@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${1:-60}"
-TARGETS=(ciphertext plaintext public_key switching_key evaluation_keys params secret_key)
+TARGETS=(ciphertext plaintext public_key switching_key evaluation_keys encapsulation_keys params secret_key)
 if ! rustc --version | grep -q nightly; then
     export RUSTC_BOOTSTRAP=1
 fi

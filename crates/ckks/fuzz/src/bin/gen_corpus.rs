@@ -46,6 +46,8 @@ fn main() {
     put(dir, "evaluation_keys", "all", &keys.to_bytes());
     let galois_only = EvaluationKeys { galois: keys.galois.clone(), ..Default::default() };
     put(dir, "evaluation_keys", "galois_only", &galois_only.to_bytes());
+    let encapsulation = kg.gen_encapsulation_keys(&sk).unwrap();
+    put(dir, "encapsulation_keys", "keys", &encapsulation.to_bytes());
     put(dir, "params", "fuzz", &params_to_bytes(p));
     put(dir, "params", "sparse", &params_to_bytes(sparse_params()));
     put(dir, "params", "leveled15", &params_to_bytes(&Params::preset("leveled15").unwrap()));
