@@ -194,6 +194,45 @@ fn rotations_conjugation_hoisting() {
     t.assert_close(&rep, &exp, 20.0, "replicate");
 }
 
+/// With fewer slots than N/2, a rotation uses the key generated for its own step (steps are
+/// reduced modulo N/2 on both sides, one rule): `rotate(ct, -1)` at 2^6 slots of an N = 2^10
+/// ring used to ask for the key of step 63, which nobody generated.
+#[test]
+fn sparse_slot_rotations_use_their_own_keys() {
+    let t = ctx(10, 2, 2, &[-1, 3, -64]);
+    let slots = 64;
+    let a = values(slots, 5);
+    let ct = t.encrypt_sk(&a, slots);
+    let rot = |k: i64| -> Vec<Complex64> {
+        (0..slots)
+            .map(|i| a[(i as i64 + k).rem_euclid(slots as i64) as usize])
+            .collect()
+    };
+    for k in [-1i64, 3] {
+        let r = t
+            .eval
+            .rotate(&ct, k)
+            .unwrap_or_else(|e| panic!("rotate {k}: {e}"));
+        t.assert_close(&r, &rot(k), 22.0, &format!("rotate {k} at {slots} slots"));
+    }
+    let hoisted = t.eval.rotate_hoisted(&ct, &[-1, 3]).unwrap();
+    t.assert_close(&hoisted[0], &rot(-1), 22.0, "hoisted -1");
+    // A multiple of the slot count is no rotation at all: no key needed.
+    for k in [64i64, -128, 0] {
+        t.assert_close(
+            &t.eval.rotate(&ct, k).unwrap(),
+            &a,
+            22.0,
+            &format!("rotate {k}"),
+        );
+    }
+    // The same rotation spelled with another step is another Galois element, whose key was
+    // not generated: a typed error naming the step.
+    let e = t.eval.rotate(&ct, 63).unwrap_err();
+    assert!(matches!(e, Error::MissingKey { .. }), "{e}");
+    assert!(e.to_string().contains("step 63"), "{e}");
+}
+
 #[test]
 fn monomial_and_errors() {
     let t = ctx(10, 2, 1, &[1]);
