@@ -547,12 +547,15 @@ impl Recursion<'_> {
                 continue;
             }
             let t = self.basis.get(i)?;
-            let mut term = eval.drop_to_level(t, level)?;
-            let const_scale = scale / term.scale();
-            eval.mul_const_no_rescale_assign(&mut term, c, const_scale)?;
+            let const_scale = scale / t.scale();
             match acc.as_mut() {
-                Some(a) => eval.add_assign(a, &term)?,
-                None => acc = Some(term),
+                // One multiply-accumulate pass, no copy of T_i.
+                Some(a) => eval.mul_const_add_assign(a, t, c, const_scale)?,
+                None => {
+                    let mut term = eval.drop_to_level(t, level)?;
+                    eval.mul_const_no_rescale_assign(&mut term, c, const_scale)?;
+                    acc = Some(term);
+                }
             }
         }
         let c0 = coeffs[0];

@@ -443,6 +443,63 @@ impl Evaluator {
         Ok(())
     }
 
+    /// acc += round(c * const_scale) * ct, in one pass over the towers of `acc`'s level
+    /// (no copy of `ct`, no level consumed): the leaves of polynomial evaluation. `ct` may be
+    /// at a higher level; `ct.scale * const_scale` must match `acc`'s scale.
+    pub fn mul_const_add_assign(
+        &self,
+        acc: &mut Ciphertext,
+        ct: &Ciphertext,
+        c: Complex64,
+        const_scale: f64,
+    ) -> Result<()> {
+        const OP: &str = "mul_const_add";
+        self.check(acc, OP)?;
+        self.check(ct, OP)?;
+        check_finite(c, OP)?;
+        if ct.level < acc.level || ct.degree() != acc.degree() || ct.slots != acc.slots {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                msg: format!(
+                    "operand at level {} degree {} ({} slots) cannot be added to one at level {} degree {} ({} slots)",
+                    ct.level,
+                    ct.degree(),
+                    ct.slots,
+                    acc.level,
+                    acc.degree(),
+                    acc.slots
+                ),
+            });
+        }
+        let scaled = ct.scale * const_scale;
+        if !scales_match(acc.scale, scaled) {
+            return Err(Error::ScaleMismatch {
+                op: OP,
+                a: acc.scale.log2(),
+                b: scaled.log2(),
+            });
+        }
+        if c.im != 0.0 {
+            let mut term = self.drop_to_level(ct, acc.level)?;
+            self.mul_const_no_rescale_assign(&mut term, c, const_scale)?;
+            term.scale = acc.scale;
+            return self.add_assign(acc, &term);
+        }
+        let ring = self.params.ring();
+        let basis = self.params.basis_q(acc.level);
+        let v = c.re * const_scale;
+        let residues: Vec<u64> = (0..basis.len())
+            .map(|t| ring.modulus(basis, t).reduce_f64(v))
+            .collect();
+        let srcs = ct.polys();
+        for (dst, src) in acc.polys_mut().iter_mut().zip(srcs) {
+            dst.towers_mut().for_each(|(t, o)| {
+                crate::ring::simd::mul_add_scalar(o, src.tower(t), residues[t], ring.q(t));
+            });
+        }
+        Ok(())
+    }
+
     /// ct *= k for an integer k: exact, no level consumed, scale unchanged.
     pub fn mul_integer_assign(&self, ct: &mut Ciphertext, k: i64) -> Result<()> {
         self.mul_const_no_rescale_assign(ct, Complex64::new(k as f64, 0.0), 1.0)

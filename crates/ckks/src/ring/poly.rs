@@ -189,12 +189,7 @@ impl<R: Representation> Poly<R> {
     pub fn mul_scalar_assign(&mut self, ring: &RingContext, scalars: &[u64]) {
         let basis = self.basis;
         self.towers_mut().for_each(|(t, a)| {
-            let m = ring.modulus(basis, t);
-            let w = scalars[t];
-            let ws = m.shoup(w);
-            for x in a.iter_mut() {
-                *x = m.mul_shoup(*x, w, ws);
-            }
+            super::simd::mul_scalar(a, scalars[t], ring.modulus(basis, t));
         });
     }
 
