@@ -35,6 +35,7 @@ use crate::ring::{Basis, Coeff, Ntt, Poly, simd};
 use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
 use crate::rlwe::keyswitch;
 use num_complex::Complex64;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const OP: &str = "linear_transform";
@@ -235,21 +236,31 @@ impl LinearTransform {
         let n = self.slots;
         let scale = params.ring().q(level).value() as f64;
         let g = self.baby_steps;
-        let mut giants: BTreeMap<usize, Vec<Term>> = BTreeMap::new();
+        // Diagonals are independent: encoded in parallel (bootstrapping's DFTs have about
+        // 190 of them at N = 2^16).
+        let diagonals: Vec<(&usize, &Vec<Complex64>)> = self.diagonals.iter().collect();
+        let encoded: Vec<(usize, usize, Poly<Ntt>, bool)> = diagonals
+            .into_par_iter()
+            .map(|(&k, d)| {
+                let (i, jg) = (k % g, k - k % g);
+                // rot_{-jg}(d)[t] = d[t - jg].
+                let rotated: Vec<Complex64> = (0..n).map(|t| d[(t + n - jg % n) % n]).collect();
+                let pt = encoder.encode_complex(&rotated, level, scale, n)?;
+                let qp = if self.double_hoisting {
+                    plaintext_to_qp(params, &pt)
+                } else {
+                    None
+                };
+                let lifted = qp.is_some();
+                let poly = qp.unwrap_or_else(|| pt.poly().clone());
+                Ok((jg, i, poly, lifted))
+            })
+            .collect::<Result<_>>()?;
         let mut all_qp = self.double_hoisting;
-        for (&k, d) in &self.diagonals {
-            let (i, jg) = (k % g, k - k % g);
-            // rot_{-jg}(d)[t] = d[t - jg].
-            let rotated: Vec<Complex64> = (0..n).map(|t| d[(t + n - jg % n) % n]).collect();
-            let pt = encoder.encode_complex(&rotated, level, scale, n)?;
-            let qp = if all_qp {
-                plaintext_to_qp(params, &pt)
-            } else {
-                None
-            };
-            all_qp &= qp.is_some();
-            let poly = qp.unwrap_or_else(|| pt.poly().clone());
-            giants.entry(jg).or_default().push(Term { baby: i, poly });
+        let mut giants: BTreeMap<usize, Vec<Term>> = BTreeMap::new();
+        for (jg, baby, poly, lifted) in encoded {
+            all_qp &= lifted;
+            giants.entry(jg).or_default().push(Term { baby, poly });
         }
         if !all_qp {
             // Some diagonal could not be lifted: back to Q_level (the lift's Q towers are
