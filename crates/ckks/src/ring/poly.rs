@@ -297,7 +297,7 @@ impl Poly<Ntt> {
 
 impl Poly<Ntt> {
     /// Divides a polynomial over q_0..q_l (NTT form) by its last prime q_l with rounding,
-    /// leaving it over q_0..q_{l-1}: (c - [c]_{q_l}) / q_l with the centred remainder (exact
+    /// leaving it over q_0..q_{l-1}: `(c - [c]_{q_l}) / q_l` with the centred remainder (exact
     /// rounding). The CKKS rescale and the key switch's separate rescale at level 0 use it.
     pub fn divide_by_last_q(&mut self, ring: &RingContext) {
         let l = self.basis().q - 1;

@@ -4,7 +4,7 @@
 //!
 //! The encoder's special FFT is `log2(n)` butterfly stages and a bit reversal. Each stage is
 //! a matrix with three diagonals (offsets `0` and `+-len/2`), taken from the encoder itself
-//! ([`Encoder::fft_stage_diagonals`]), so there is one FFT and one set of roots. Consecutive
+//! (`Encoder::fft_stage_diagonals`), so there is one FFT and one set of roots. Consecutive
 //! stages are multiplied into one factor per level: a factor of `k` stages has at most
 //! `2^(k+1) - 1` diagonals, evaluated by baby-step giant-step. The bit reversals are left
 //! out: CoeffsToSlots produces the coefficients in bit-reversed order, the slot-wise
