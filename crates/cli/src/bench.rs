@@ -251,10 +251,9 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
     let (want, got, levels_after, key_switches, times) = if args.real_pair {
         let (ca, cb) = (encrypt(&real(&a))?, encrypt(&real(&b))?);
         let mut last = None;
-        eval.reset_op_counts();
         let times = time(args.reps.max(1), || {
-            let r = btp.bootstrap_real_pair(&eval, &enc_keys, &ca, &cb)?;
-            last = Some(r);
+            eval.reset_op_counts();
+            last = Some(btp.bootstrap_real_pair(&eval, &enc_keys, &ca, &cb)?);
             Ok(())
         })?;
         let (ra, rb) = last.ok_or_else(|| CliError::Msg("no run".into()))?;
@@ -262,7 +261,7 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
         got.extend(enc.decode_complex(&volley_ckks::client::decrypt(&sk, &rb)?)?);
         let mut want = real(&a);
         want.extend(real(&b));
-        let ks = eval.op_counts().key_switches / args.reps.max(1) as u64;
+        let ks = eval.op_counts().key_switches;
         (want, got, ra.level(), ks, times)
     } else {
         let ct = encrypt(&complex)?;

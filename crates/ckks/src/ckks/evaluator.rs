@@ -380,6 +380,16 @@ impl Evaluator {
         p.into_ntt(ring)
     }
 
+    /// round(v) modulo each prime of `level`: a real constant, the same value in every NTT
+    /// slot.
+    fn scalar_residues(&self, v: f64, level: usize) -> Vec<u64> {
+        let ring = self.params.ring();
+        let basis = self.params.basis_q(level);
+        (0..basis.len())
+            .map(|t| ring.modulus(basis, t).reduce_f64(v))
+            .collect()
+    }
+
     /// ct += c in every slot.
     pub fn add_const_assign(&self, ct: &mut Ciphertext, c: Complex64) -> Result<()> {
         self.check(ct, "add_const")?;
@@ -387,11 +397,7 @@ impl Evaluator {
         let ring = self.params.ring();
         let basis = self.params.basis_q(ct.level);
         if c.im == 0.0 {
-            // A real constant is the same value in every NTT slot.
-            let scaled = c.re * ct.scale;
-            let residues: Vec<u64> = (0..basis.len())
-                .map(|t| ring.modulus(basis, t).reduce_f64(scaled))
-                .collect();
+            let residues = self.scalar_residues(c.re * ct.scale, ct.level);
             ct.polys_mut()[0].towers_mut().for_each(|(t, tower)| {
                 let m = ring.modulus(basis, t);
                 for x in tower.iter_mut() {
@@ -424,12 +430,8 @@ impl Evaluator {
         self.check(ct, "mul_const")?;
         check_finite(c, "mul_const")?;
         let ring = self.params.ring();
-        let basis = self.params.basis_q(ct.level);
         if c.im == 0.0 {
-            let scaled = c.re * const_scale;
-            let residues: Vec<u64> = (0..basis.len())
-                .map(|t| ring.modulus(basis, t).reduce_f64(scaled))
-                .collect();
+            let residues = self.scalar_residues(c.re * const_scale, ct.level);
             for p in ct.polys_mut() {
                 p.mul_scalar_assign(ring, &residues);
             }
@@ -486,11 +488,7 @@ impl Evaluator {
             return self.add_assign(acc, &term);
         }
         let ring = self.params.ring();
-        let basis = self.params.basis_q(acc.level);
-        let v = c.re * const_scale;
-        let residues: Vec<u64> = (0..basis.len())
-            .map(|t| ring.modulus(basis, t).reduce_f64(v))
-            .collect();
+        let residues = self.scalar_residues(c.re * const_scale, acc.level);
         let srcs = ct.polys();
         for (dst, src) in acc.polys_mut().iter_mut().zip(srcs) {
             dst.towers_mut().for_each(|(t, o)| {

@@ -103,6 +103,11 @@ impl LevelBudget {
     pub fn depth(&self) -> usize {
         self.cts + self.eval_mod + self.stc
     }
+
+    /// The level EvalMod starts at (CoeffsToSlots' output).
+    pub fn eval_mod_input(&self) -> usize {
+        self.top - self.cts
+    }
 }
 
 /// Where a bootstrap's time went, by stage: ModRaise (with encapsulation and SubSum),
@@ -170,6 +175,11 @@ impl Bootstrapper {
     /// The level budget of `config` on `params` without encoding anything (for listings):
     /// the same checks as [`Self::new`] on the depth.
     pub fn plan(params: &Params, config: &BootstrapConfig) -> Result<LevelBudget> {
+        Self::plan_with(params, config).map(|(budget, _)| budget)
+    }
+
+    /// [`Self::plan`] with the EvalMod circuit it was computed from.
+    fn plan_with(params: &Params, config: &BootstrapConfig) -> Result<(LevelBudget, EvalMod)> {
         let eval_mod = EvalMod::new(config.eval_mod.clone())?;
         let top = params.max_level();
         let depth = config.cts_levels + eval_mod.depth() + config.stc_levels;
@@ -181,13 +191,14 @@ impl Bootstrapper {
                 config.stc_levels
             )));
         }
-        Ok(LevelBudget {
+        let budget = LevelBudget {
             top,
             cts: config.cts_levels,
             eval_mod: eval_mod.depth(),
             stc: config.stc_levels,
             output: top - depth,
-        })
+        };
+        Ok((budget, eval_mod))
     }
 
     /// Plans the circuit and encodes its matrices. Errors: a slot count that is not a power
@@ -202,8 +213,7 @@ impl Bootstrapper {
                 msg: format!("slot count {n} must be a power of two in 2..={max}"),
             });
         }
-        let budget = Self::plan(&params, &config)?;
-        let eval_mod = EvalMod::new(config.eval_mod.clone())?;
+        let (budget, eval_mod) = Self::plan_with(&params, &config)?;
         let top = budget.top;
         let small = params.encapsulation_params()?;
         let encoder = Encoder::new(params.clone());
@@ -214,7 +224,7 @@ impl Bootstrapper {
 
         // CoeffsToSlots: y = x / K at scale q_{eval_in}, x = (m + q_0 I) / q_0, from the
         // unnormalised inverse FFT (a factor n) after SubSum (a factor N / 2n).
-        let eval_in = top - budget.cts;
+        let eval_in = budget.eval_mod_input();
         let q_eval = ring.q(eval_in).value() as f64;
         let total = q_eval / (q0 * config.eval_mod.k * max as f64);
         let per_factor = total.powf(1.0 / budget.cts as f64);
@@ -330,6 +340,11 @@ impl Bootstrapper {
         let ceiling = q0 / 2f64.powi(config.eval_mod.log_message_ratio as i32);
         let k = (ceiling / scale).floor();
         (scale.is_finite() && scale > 0.0 && k >= 1.0 && k < 2f64.powi(52)).then_some(k)
+    }
+
+    /// True with fewer slots than N/2 (SubSum, and `[Re | Im]` packed in 2n slots).
+    fn sparse(&self) -> bool {
+        self.config.slots < self.params.max_slots()
     }
 
     /// The configuration.
@@ -461,16 +476,10 @@ impl Bootstrapper {
         a: &Ciphertext,
         b: &Ciphertext,
     ) -> Result<(Ciphertext, Ciphertext)> {
-        let half_n = self.params.n() as i64 / 2;
-        let ib = eval.mul_by_monomial(b, half_n)?;
-        let c = eval.add(a, &ib)?;
-        // The result carries (a + i b) / 2, so that c + conj(c) = a and -i (c - conj(c)) = b.
+        let c = self.join(eval, a, b)?;
+        // The result carries (a + i b) / 2, so that its split is exactly (a, b).
         let c = self.bootstrap_scaled(eval, keys, &c, 0.5, None)?;
-        let conj = eval.conjugate(&c)?;
-        let re = eval.add(&c, &conj)?;
-        let diff = eval.sub(&c, &conj)?;
-        let im = eval.mul_by_monomial(&diff, 3 * half_n)?;
-        Ok((re, im))
+        self.split(eval, &c)
     }
 
     /// [`Self::bootstrap`] returning `factor` times the message (0.5 for real pairs).
@@ -555,7 +564,7 @@ impl Bootstrapper {
         let x = self.to_sparse(eval, keys, &x)?;
         let x = self.mod_raise(&x);
         let mut x = eval.switch_key(&x, &keys.sparse_to_dense)?;
-        if n < max {
+        if self.sparse() {
             // Read with N/2 slots: the raised message is not periodic yet.
             x.slots = max;
             x = eval.inner_sum(&x, n as i64, max / n)?;
@@ -568,7 +577,7 @@ impl Bootstrapper {
     /// `q_level`: `[Re | Im]` in one ciphertext of 2n slots, or with full slots `Re` and `Im`.
     fn coeffs_to_slots(&self, eval: &Evaluator, x: &Ciphertext) -> Result<Vec<Ciphertext>> {
         let n = self.config.slots;
-        let sparse = n < self.params.max_slots();
+        let sparse = self.sparse();
         let mut x = x.clone();
         let last = self.cts.len() - 1;
         for (g, f) in self.cts.iter().enumerate() {
@@ -577,17 +586,31 @@ impl Bootstrapper {
             }
             x = f.evaluate(eval, &x)?;
         }
-        let eval_in = self.budget.top - self.budget.cts;
+        let eval_in = self.budget.eval_mod_input();
         x.set_scale(self.params.ring().q(eval_in).value() as f64);
-        let conj = eval.conjugate(&x)?;
         if sparse {
+            let conj = eval.conjugate(&x)?;
             Ok(vec![eval.add(&x, &conj)?])
         } else {
-            let re = eval.add(&x, &conj)?;
-            let diff = eval.sub(&x, &conj)?;
-            let im = eval.mul_by_monomial(&diff, 3 * self.params.n() as i64 / 2)?;
+            let (re, im) = self.split(eval, &x)?;
             Ok(vec![re, im])
         }
+    }
+
+    /// `(x + conj(x), -i (x - conj(x)))`: twice the real and imaginary parts, one
+    /// conjugation (multiplying by `-i` is the exact monomial `X^{3N/2}`).
+    fn split(&self, eval: &Evaluator, x: &Ciphertext) -> Result<(Ciphertext, Ciphertext)> {
+        let conj = eval.conjugate(x)?;
+        let re = eval.add(x, &conj)?;
+        let diff = eval.sub(x, &conj)?;
+        let im = eval.mul_by_monomial(&diff, 3 * self.params.n() as i64 / 2)?;
+        Ok((re, im))
+    }
+
+    /// `re + i im` (multiplying by `i` is the exact monomial `X^{N/2}`).
+    fn join(&self, eval: &Evaluator, re: &Ciphertext, im: &Ciphertext) -> Result<Ciphertext> {
+        let i_im = eval.mul_by_monomial(im, self.params.n() as i64 / 2)?;
+        eval.add(re, &i_im)
     }
 
     /// Step 6: EvalMod on each part, landing at the scale that SlotsToCoeffs' constant `c`
@@ -617,15 +640,14 @@ impl Bootstrapper {
     /// Step 7: recombines the parts (`Re + i Im`) and runs SlotsToCoeffs.
     fn slots_to_coeffs(&self, eval: &Evaluator, parts: Vec<Ciphertext>) -> Result<Ciphertext> {
         let n = self.config.slots;
-        let sparse = n < self.params.max_slots();
+        let sparse = self.sparse();
         let mut parts = parts.into_iter();
         let mut x = parts.next().ok_or_else(|| Error::InvalidArgument {
             op: OP,
             msg: "internal: nothing to recombine".into(),
         })?;
         if let Some(im) = parts.next() {
-            let im = eval.mul_by_monomial(&im, self.params.n() as i64 / 2)?;
-            eval.add_assign(&mut x, &im)?;
+            x = self.join(eval, &x, &im)?;
         }
         for (g, f) in self.stc.iter().enumerate() {
             x = f.evaluate(eval, &x)?;
