@@ -118,11 +118,13 @@ impl ParamsLiteral {
             // The paper's schedule needs ~10 levels per iteration at N = 2^16.
             "paper16" => lit(16, chain(60, 40, 22), vec![60; 5], 4, 40),
             // Bootstrapping (circuits::bootstrap, `BootstrapConfig::new`): from the bottom,
-            // q_0 = 60 bits, 9 levels of 40 left to the application, SlotsToCoeffs 3 x 45,
+            // q_0 = 60 bits, 10 levels of 40 left to the application, SlotsToCoeffs 3 x 45,
             // EvalMod 9 x 60, CoeffsToSlots 3 x 60; P = 7 x 61 covers a digit of 7 primes
-            // (dnum 4). log QP = 1702 <= 1747.
+            // (dnum 4). log QP = 1742 <= 1747. Ten levels are what encrypted training needs
+            // per bootstrap: two iterations of 4, one to pack the state for bootstrapping
+            // and one to unpack it (volley-train's `refresh`).
             "boot16" => {
-                let mut q = chain(60, 40, 9);
+                let mut q = chain(60, 40, 10);
                 q.extend([45; 3]);
                 q.extend([60; 12]);
                 lit(16, q, vec![61; 7], 4, 40)

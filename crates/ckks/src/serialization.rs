@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic "VLCK"
-//! 4       2     format version (u16, currently 2)
+//! 4       2     format version (u16, currently 3)
 //! 6       1     object kind (u8, see [`ObjectKind`])
 //! 7       32    parameter fingerprint (SHA-256, [`Params::fingerprint`])
 //! 39      ...   body (per kind, below); no trailing bytes are allowed
@@ -24,8 +24,9 @@
 //!   seed of c_1 if seeded, else c_0..c_degree over Q_level.
 //! - **Plaintext** (kind 3): level u16, log2(slots) u8, scale f64, the polynomial over Q_level.
 //! - **PublicKey** (kind 4): b over Q_L, then the 32-byte seed of a.
-//! - **SwitchingKey** (kind 5), **RelinearizationKey** (kind 6): digit count u8, the
-//!   32-byte seed of the a_j, then b_0..b_{dnum-1} over Q_L P.
+//! - **SwitchingKey** (kind 5), **RelinearizationKey** (kind 6): the highest level l the
+//!   key serves u16 (at most L), digit count u8 (the digits of Q_l), the 32-byte seed of the
+//!   a_j, then b_0.. over Q_l P.
 //! - **GaloisKey** (kind 7): Galois element u64 (odd, < 2N), then a switching-key body.
 //! - **EvaluationKeys** (kind 8): has_relin u8 (0/1), the relinearization body if present,
 //!   count u32, then `count` Galois-key bodies in strictly increasing element order.
@@ -59,7 +60,7 @@ use std::sync::Arc;
 /// The four magic bytes every object starts with.
 pub const MAGIC: [u8; 4] = *b"VLCK";
 /// The format version this build writes and the only one it reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Length of the common header: magic, version, kind, fingerprint.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 32;
 /// Most primes (Q and P together) a serialized parameter set may have; bounds the work a
@@ -407,25 +408,33 @@ pub fn public_key_size(params: &Params) -> usize {
     HEADER_LEN + poly_bytes(params.ring(), params.ring().q_basis()) + SEED_LEN
 }
 
-fn switching_body_size(params: &Params) -> usize {
-    let digits = params.digits(params.max_level()).count();
-    1 + SEED_LEN + digits * poly_bytes(params.ring(), params.ring().qp_basis())
+/// Bytes of a switching-key body serving ciphertexts up to `level`.
+fn switching_body_size(params: &Params, level: usize) -> usize {
+    let digits = params.digits(level).count();
+    2 + 1 + SEED_LEN + digits * poly_bytes(params.ring(), params.basis_qp(level))
 }
 
 /// Exact serialized size of a standalone switching (or relinearization) key: the b_j
 /// residues plus one seed for all a_j.
 pub fn switching_key_size(k: &SwitchingKey) -> usize {
-    HEADER_LEN + switching_body_size(k.params())
+    HEADER_LEN + switching_body_size(k.params(), k.max_level())
 }
 
-/// Exact serialized size of a standalone Galois key (one rotation or conjugation key).
-pub fn galois_key_size(params: &Params) -> usize {
-    HEADER_LEN + 8 + switching_body_size(params)
+/// Exact serialized size of a standalone Galois key (one rotation or conjugation key)
+/// serving ciphertexts up to `level`.
+pub fn galois_key_size(params: &Params, level: usize) -> usize {
+    HEADER_LEN + 8 + switching_body_size(params, level)
 }
 
-/// Exact serialized size of an evaluation-key bundle for `params`.
-pub fn evaluation_keys_size(params: &Params, relin: bool, galois_keys: usize) -> usize {
-    let swk = switching_body_size(params);
+/// Exact serialized size of an evaluation-key bundle for `params` whose keys all serve
+/// ciphertexts up to `level`.
+pub fn evaluation_keys_size(
+    params: &Params,
+    level: usize,
+    relin: bool,
+    galois_keys: usize,
+) -> usize {
+    let swk = switching_body_size(params, level);
     HEADER_LEN + 1 + if relin { swk } else { 0 } + 4 + galois_keys * (8 + swk)
 }
 
@@ -634,24 +643,34 @@ impl Serializable for PublicKey {
 
 fn write_switching_body(out: &mut Vec<u8>, k: &SwitchingKey) {
     let ring = k.params.ring();
+    let level = k.max_level();
+    out.extend_from_slice(&(level as u16).to_le_bytes());
     out.push(k.b.len() as u8);
     out.extend_from_slice(&k.seed);
     for b in &k.b {
-        write_poly(out, ring, ring.qp_basis(), b);
+        write_poly(out, ring, k.params.basis_qp(level), b);
     }
 }
 
 fn read_switching_body(r: &mut Reader<'_>, params: &Arc<Params>) -> Result<SwitchingKey> {
     let ring = params.ring();
-    let digits = params.digits(params.max_level()).count();
+    let level = usize::from(r.u16()?);
+    if level > params.max_level() {
+        return Err(r.err(format!(
+            "a key for level {level}, above the parameters' top level {}",
+            params.max_level()
+        )));
+    }
+    let basis = params.basis_qp(level);
+    let digits = params.digits(level).count();
     let got = usize::from(r.u8()?);
     if got != digits {
         return Err(r.err(format!(
-            "{got} key-switching digits, the parameters have {digits}"
+            "{got} key-switching digits, a key for level {level} has {digits}"
         )));
     }
     let seed = r.seed()?;
-    let want = digits * poly_bytes(ring, ring.qp_basis());
+    let want = digits * poly_bytes(ring, basis);
     if r.remaining() < want {
         return Err(r.err(format!(
             "truncated: {} bytes left for {digits} digits of {want} bytes in total",
@@ -659,11 +678,11 @@ fn read_switching_body(r: &mut Reader<'_>, params: &Arc<Params>) -> Result<Switc
         )));
     }
     let b = (0..digits)
-        .map(|_| read_poly(r, ring, ring.qp_basis(), "b_j"))
+        .map(|_| read_poly(r, ring, basis, "b_j"))
         .collect::<Result<Vec<_>>>()?;
-    // The same streams the key generator used (rlwe::keygen::gen_switching_key).
+    // The same streams the key generator used (rlwe::keygen::gen_switching_key_under).
     let a = (0..digits)
-        .map(|j| Prng::from_seed_stream(seed, j as u64).uniform_poly(ring, ring.qp_basis()))
+        .map(|j| Prng::from_seed_stream(seed, j as u64).uniform_poly(ring, basis))
         .collect();
     Ok(SwitchingKey {
         params: params.clone(),
@@ -733,7 +752,7 @@ impl Serializable for GaloisKey {
 
     fn to_bytes(&self) -> Vec<u8> {
         let params = &self.key.params;
-        let mut out = Vec::with_capacity(galois_key_size(params));
+        let mut out = Vec::with_capacity(self.serialized_size());
         write_header(&mut out, Self::KIND, &params.fingerprint());
         out.extend_from_slice(&self.galois_element.to_le_bytes());
         write_switching_body(&mut out, &self.key);
@@ -752,7 +771,7 @@ impl Serializable for GaloisKey {
     }
 
     fn serialized_size(&self) -> usize {
-        galois_key_size(&self.key.params)
+        galois_key_size(&self.key.params, self.key.max_level())
     }
 }
 
@@ -798,12 +817,14 @@ impl Serializable for EvaluationKeys {
                 params.n()
             )));
         }
-        let want = count.checked_mul(8 + switching_body_size(params));
-        if want != Some(r.remaining()) {
+        // Keys may serve different levels: every one is at least a level-0 key, and each
+        // body checks its own length before it allocates.
+        let least = count.checked_mul(8 + switching_body_size(params, 0));
+        if least.is_none_or(|l| l > r.remaining()) {
             return Err(r.err(format!(
-                "{} bytes left for {count} galois keys of {} bytes each",
+                "{} bytes left for {count} galois keys of at least {} bytes each",
                 r.remaining(),
-                8 + switching_body_size(params)
+                8 + switching_body_size(params, 0)
             )));
         }
         let mut galois = BTreeMap::new();
@@ -842,7 +863,18 @@ impl Serializable for EvaluationKeys {
             .map(|k| &k.0.params)
             .or_else(|| self.galois.values().next().map(|k| &k.key.params));
         match params {
-            Some(p) => evaluation_keys_size(p, self.relin.is_some(), self.galois.len()),
+            Some(p) => {
+                let body = |k: &SwitchingKey| switching_body_size(p, k.max_level());
+                HEADER_LEN
+                    + 1
+                    + self.relin.as_ref().map_or(0, |k| body(&k.0))
+                    + 4
+                    + self
+                        .galois
+                        .values()
+                        .map(|k| 8 + body(&k.key))
+                        .sum::<usize>()
+            }
             None => HEADER_LEN + 1 + 4,
         }
     }
@@ -883,7 +915,9 @@ impl Serializable for EncapsulationKeys {
 /// Exact serialized size of the encapsulation keys of `params` (`small` its
 /// `encapsulation_params`).
 pub fn encapsulation_keys_size(params: &Params, small: &Params) -> usize {
-    HEADER_LEN + switching_body_size(small) + switching_body_size(params)
+    HEADER_LEN
+        + switching_body_size(small, small.max_level())
+        + switching_body_size(params, params.max_level())
 }
 
 // ----- parameters -----

@@ -237,6 +237,13 @@ fn typed_errors() {
         s.btp.bootstrap(&eval, &s.keys, &ct),
         Err(Error::MissingKey { .. })
     ));
+    // Every key present but stopping below the top of the chain (where ModRaise lands).
+    let low = kg.gen_evaluation_keys_up_to(&sk, true, s.btp.rotation_steps(), true, 3);
+    let eval = Evaluator::new(s.params.clone(), low);
+    match s.btp.bootstrap(&eval, &s.keys, &ct) {
+        Err(Error::MissingKey { what, .. }) => assert!(what.contains("reaching level"), "{what}"),
+        other => panic!("expected a missing-key error, got {other:?}"),
+    }
     // Encapsulation keys of other parameters.
     let other = Params::new_insecure(ParamsLiteral {
         log_n: 11,

@@ -274,3 +274,80 @@ fn monomial_and_errors() {
     ));
     assert!(t.enc.encode(&[f64::NAN], 0, 1e9, 512).is_err());
 }
+
+/// Keys made for a level below the top serve every level up to theirs, refuse (typed) the
+/// levels above, serialize at their own smaller size, and `EvaluationKeys::merge` keeps the
+/// key reaching higher.
+#[test]
+fn keys_up_to_a_level() {
+    use volley_ckks::client::KeyGenerator;
+    let t = ctx(10, 5, 3, &[]);
+    let mut kg = KeyGenerator::new_deterministic_for_tests(t.params.clone(), [7u8; 32]);
+    let low = kg.gen_evaluation_keys_up_to(&t.sk, true, &[1], true, 2);
+    assert_eq!(low.relin.as_ref().unwrap().key().max_level(), 2);
+    let eval = Evaluator::new(t.params.clone(), low.clone());
+    let v = values(512, 9);
+    let ct = t.encrypt(&v);
+    let at2 = eval.drop_to_level(&ct, 2).unwrap();
+    let rotated: Vec<_> = (0..512).map(|i| v[(i + 1) % 512]).collect();
+    t.assert_close(
+        &eval.rotate(&at2, 1).unwrap(),
+        &rotated,
+        24.0,
+        "rotate at level 2",
+    );
+    let squares: Vec<_> = v.iter().map(|x| x * x).collect();
+    t.assert_close(
+        &eval.mul_relin(&at2, &at2).unwrap(),
+        &squares,
+        20.0,
+        "relin at 2",
+    );
+    let conj: Vec<_> = v.iter().map(|x| x.conj()).collect();
+    t.assert_close(
+        &eval.conjugate(&at2).unwrap(),
+        &conj,
+        24.0,
+        "conjugate at 2",
+    );
+    for r in [
+        eval.rotate(&ct, 1).map(|_| ()),
+        eval.mul_relin(&ct, &ct).map(|_| ()),
+        eval.conjugate(&ct).map(|_| ()),
+        eval.rotate_hoisted(&ct, &[1]).map(|_| ()),
+    ] {
+        match r {
+            Err(Error::MissingKey { what, .. }) => {
+                assert!(
+                    what.contains("at level 5") && what.contains("reaches level 2"),
+                    "{what}"
+                )
+            }
+            other => panic!("expected a missing-key error, got {other:?}"),
+        }
+    }
+    // Serialization keeps the level; the low key is smaller than a full one.
+    let bytes = low.to_bytes();
+    let back = EvaluationKeys::from_bytes(&t.params, &bytes).unwrap();
+    assert_eq!(back.to_bytes(), bytes);
+    assert_eq!(bytes.len(), low.serialized_size());
+    let full = kg.gen_evaluation_keys(&t.sk, true, &[1], true);
+    assert!(
+        bytes.len() * 3 < full.serialized_size() * 2,
+        "{} vs {}",
+        bytes.len(),
+        full.serialized_size()
+    );
+    // A forged level above the chain is refused.
+    let rk = low.relin.as_ref().unwrap().to_bytes();
+    let mut forged = rk.clone();
+    forged[serialization::HEADER_LEN] = 9;
+    assert!(RelinearizationKey::from_bytes(&t.params, &forged).is_err());
+    // Merge keeps the key reaching higher, whichever side it comes from.
+    let mut merged = low.clone();
+    merged.merge(full.clone());
+    assert_eq!(merged.relin.as_ref().unwrap().key().max_level(), 5);
+    let mut merged2 = full;
+    merged2.merge(low);
+    assert!(merged2.galois.values().all(|k| k.max_level() == 5));
+}

@@ -546,7 +546,7 @@ fn bench16_sizes() {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let seeded = serialization::ciphertext_size_for(&params, params.max_level(), 1, true);
     let full = serialization::ciphertext_size_for(&params, params.max_level(), 1, false);
-    let rot = serialization::galois_key_size(&params);
+    let rot = serialization::galois_key_size(&params, params.max_level());
     let pk = serialization::public_key_size(&params);
     println!(
         "bench16: fresh seeded ciphertext {seeded} B ({:.2} MiB), unseeded {full} B ({:.2} MiB), rotation key {rot} B ({:.2} MiB), public key {pk} B ({:.2} MiB)",

@@ -626,8 +626,8 @@ impl Evaluator {
                 max: 0,
             });
         }
-        let key = self.relin_key("relinearize")?;
         let level = d.level;
+        let key = self.relin_key("relinearize", level)?;
         let q_last = self.params.ring().q(level).value() as f64;
         let polys = d.polys();
         let dec = keyswitch::decompose(&self.params, level, &polys[2]);
@@ -654,15 +654,17 @@ impl Evaluator {
         self.mul_relin(ct, ct)
     }
 
-    fn relin_key(&self, op: &'static str) -> Result<&SwitchingKey> {
-        self.keys
+    fn relin_key(&self, op: &'static str, level: usize) -> Result<&SwitchingKey> {
+        let key = self
+            .keys
             .relin
             .as_ref()
             .map(|k| &k.0)
             .ok_or_else(|| Error::MissingKey {
                 op,
                 what: "relinearization key".into(),
-            })
+            })?;
+        key_reaches(key, level, op, || "relinearization key".into())
     }
 
     /// Degree 2 -> degree 1 by switching c_2 from s^2 to s.
@@ -679,8 +681,8 @@ impl Evaluator {
                 });
             }
         }
-        let key = self.relin_key("relinearize")?;
         let level = ct.level;
+        let key = self.relin_key("relinearize", level)?;
         let polys = ct.polys_mut();
         let c2 = polys.pop().ok_or(Error::Degree {
             op: "relinearize",
@@ -715,6 +717,7 @@ impl Evaluator {
                 expected: 1,
             });
         }
+        key_reaches(key, ct.level, "switch_key", || "switching key".into())?;
         let dec = keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]);
         let finish = Finish {
             add: [Some(&ct.polys()[0]), None],
@@ -743,13 +746,16 @@ impl Evaluator {
     fn galois_key(
         &self,
         g: u64,
+        level: usize,
         op: &'static str,
-        what: impl FnOnce() -> String,
+        what: impl Fn() -> String,
     ) -> Result<&SwitchingKey> {
-        self.keys
+        let key = self
+            .keys
             .galois_key(g)
             .map(|k| &k.key)
-            .ok_or_else(|| Error::MissingKey { op, what: what() })
+            .ok_or_else(|| Error::MissingKey { op, what: what() })?;
+        key_reaches(key, level, op, what)
     }
 
     /// Applies X -> X^g and switches back to s.
@@ -765,7 +771,9 @@ impl Evaluator {
         if g == 1 {
             return Ok(ct.clone());
         }
-        let key = self.galois_key(g, "rotate", || format!("Galois key for element {g}"))?;
+        let key = self.galois_key(g, ct.level, "rotate", || {
+            format!("Galois key for element {g}")
+        })?;
         // The key switches c_1 to sigma_g^{-1}(s) before the automorphism (see GaloisKey).
         let dec = keyswitch::decompose(&self.params, ct.level, &ct.polys()[1]);
         self.counters.decomp.fetch_add(1, Ordering::Relaxed);
@@ -791,12 +799,12 @@ impl Evaluator {
         if g == 1 {
             return Ok(ct.clone());
         }
-        self.check_rotation_key(g, steps)?;
+        self.check_rotation_key(g, steps, ct.level)?;
         self.apply_galois(ct, g)
     }
 
-    fn check_rotation_key(&self, g: u64, steps: i64) -> Result<()> {
-        self.galois_key(g, "rotate", || {
+    fn check_rotation_key(&self, g: u64, steps: i64, level: usize) -> Result<()> {
+        self.galois_key(g, level, "rotate", || {
             format!("rotation key for step {steps} (Galois element {g})")
         })
         .map(|_| ())
@@ -805,7 +813,7 @@ impl Evaluator {
     /// Complex conjugation of every slot.
     pub fn conjugate(&self, ct: &Ciphertext) -> Result<Ciphertext> {
         let g = self.params.ring().galois_element_conjugate();
-        self.galois_key(g, "conjugate", || "conjugation key".into())?;
+        self.galois_key(g, ct.level, "conjugate", || "conjugation key".into())?;
         self.apply_galois(ct, g)
     }
 
@@ -834,7 +842,7 @@ impl Evaluator {
         if g == 1 {
             return Ok(ct.clone());
         }
-        let key = self.galois_key(g, "rotate", || {
+        let key = self.galois_key(g, dec.level, "rotate", || {
             format!("rotation key for step {steps} (Galois element {g})")
         })?;
         if dec.level != ct.level {
@@ -857,7 +865,7 @@ impl Evaluator {
         steps: i64,
     ) -> Result<[Poly<Ntt>; 2]> {
         let g = self.params.ring().galois_element_for_rotation(steps);
-        let key = self.galois_key(g, "rotate", || {
+        let key = self.galois_key(g, dec.level, "rotate", || {
             format!("rotation key for step {steps} (Galois element {g})")
         })?;
         if c0.basis() != self.params.basis_q(dec.level) {
@@ -882,7 +890,7 @@ impl Evaluator {
         for &s in steps {
             let g = self.rotation_element(s, ct.slots);
             if g != 1 {
-                self.check_rotation_key(g, s)?;
+                self.check_rotation_key(g, s, ct.level)?;
             }
         }
         let dec = self.decompose(ct)?;
@@ -977,6 +985,27 @@ impl Evaluator {
         }
         Ok(out)
     }
+}
+
+/// `key` if it can switch a ciphertext at `level` (keys may stop below the top of the
+/// chain; see `SwitchingKey`), else a missing-key error naming the level.
+fn key_reaches<'k>(
+    key: &'k SwitchingKey,
+    level: usize,
+    op: &'static str,
+    what: impl Fn() -> String,
+) -> Result<&'k SwitchingKey> {
+    if key.max_level() < level {
+        return Err(Error::MissingKey {
+            op,
+            what: format!(
+                "{} at level {level} (the key reaches level {})",
+                what(),
+                key.max_level()
+            ),
+        });
+    }
+    Ok(key)
 }
 
 fn check_finite(c: Complex64, op: &'static str) -> Result<()> {

@@ -62,19 +62,29 @@ impl KeyGenerator {
 
     /// Relinearisation key (switches s^2 to s).
     pub fn gen_relin_key(&mut self, sk: &SecretKey) -> RelinearizationKey {
+        self.gen_relin_key_up_to(sk, self.params.max_level())
+    }
+
+    /// Relinearisation key for ciphertexts up to `max_level` (see [`SwitchingKey`]).
+    pub fn gen_relin_key_up_to(&mut self, sk: &SecretKey, max_level: usize) -> RelinearizationKey {
         let mut s2 = sk.ntt.clone();
         s2.mul_assign(self.params.ring(), &sk.ntt);
-        RelinearizationKey(self.gen_switching_key(sk, &s2))
+        RelinearizationKey(self.gen_switching_key_under(&sk.ntt, &s2, max_level))
     }
 
     /// Galois key for X -> X^g: a switching key from s to sigma_g^{-1}(s) (see
     /// [`GaloisKey`]: the evaluator switches c_1 before the automorphism, not after).
     pub fn gen_galois_key(&mut self, sk: &SecretKey, g: u64) -> GaloisKey {
+        self.gen_galois_key_up_to(sk, g, self.params.max_level())
+    }
+
+    /// Galois key for ciphertexts up to `max_level` (see [`SwitchingKey`]).
+    pub fn gen_galois_key_up_to(&mut self, sk: &SecretKey, g: u64, max_level: usize) -> GaloisKey {
         let ring = self.params.ring();
         let s_g_inv = sk.ntt.automorphism(ring, ring.galois_inverse(g));
         GaloisKey {
             galois_element: g,
-            key: self.gen_switching_key_under(&s_g_inv, &sk.ntt),
+            key: self.gen_switching_key_under(&s_g_inv, &sk.ntt, max_level),
         }
     }
 
@@ -92,9 +102,24 @@ impl KeyGenerator {
         steps: &[i64],
         conjugate: bool,
     ) -> EvaluationKeys {
+        let top = self.params.max_level();
+        self.gen_evaluation_keys_up_to(sk, relin, steps, conjugate, top)
+    }
+
+    /// [`Self::gen_evaluation_keys`] for ciphertexts up to `max_level` only (smaller keys;
+    /// see [`SwitchingKey`]). `max_level` above the chain's top is the top.
+    pub fn gen_evaluation_keys_up_to(
+        &mut self,
+        sk: &SecretKey,
+        relin: bool,
+        steps: &[i64],
+        conjugate: bool,
+        max_level: usize,
+    ) -> EvaluationKeys {
+        let max_level = max_level.min(self.params.max_level());
         let mut keys = EvaluationKeys::default();
         if relin {
-            keys.relin = Some(self.gen_relin_key(sk));
+            keys.relin = Some(self.gen_relin_key_up_to(sk, max_level));
         }
         let ring = self.params.ring();
         let mut elements: Vec<u64> = steps
@@ -108,7 +133,8 @@ impl KeyGenerator {
         elements.dedup();
         for g in elements {
             if g != 1 {
-                keys.galois.insert(g, self.gen_galois_key(sk, g));
+                keys.galois
+                    .insert(g, self.gen_galois_key_up_to(sk, g, max_level));
             }
         }
         keys
@@ -125,7 +151,8 @@ impl KeyGenerator {
         };
         let sparse = secret_from_coeffs(&self.params, self.prng.hamming_weight(self.params.n(), h));
         // Encrypts s' under the dense s: safe over the whole chain.
-        let sparse_to_dense = self.gen_switching_key_under(&sk.ntt, &sparse.ntt);
+        let top = self.params.max_level();
+        let sparse_to_dense = self.gen_switching_key_under(&sk.ntt, &sparse.ntt, top);
         // Encrypts s under the sparse s': only over q_0 * p.
         let mut small_gen = KeyGenerator {
             params: small.clone(),
@@ -134,29 +161,30 @@ impl KeyGenerator {
         let dense_small = secret_from_coeffs(&small, sk.coeffs.clone());
         let sparse_small = secret_from_coeffs(&small, sparse.coeffs.clone());
         let dense_to_sparse =
-            small_gen.gen_switching_key_under(&sparse_small.ntt, &dense_small.ntt);
+            small_gen.gen_switching_key_under(&sparse_small.ntt, &dense_small.ntt, 0);
         Ok(EncapsulationKeys {
             dense_to_sparse,
             sparse_to_dense,
         })
     }
 
-    /// Hybrid key-switching key from `s_prime` (NTT over Q and P) to s.
-    fn gen_switching_key(&mut self, sk: &SecretKey, s_prime: &Poly<Ntt>) -> SwitchingKey {
-        self.gen_switching_key_under(&sk.ntt, s_prime)
-    }
-
-    /// Switching key from `s_prime` to the secret `s` (NTT form, extended basis): digit j is
-    /// (-a_j s + e_j + P Qtilde_j s', a_j).
-    fn gen_switching_key_under(&mut self, s: &Poly<Ntt>, s_prime: &Poly<Ntt>) -> SwitchingKey {
+    /// Switching key from `s_prime` to the secret `s` (NTT form, extended basis) for
+    /// ciphertexts up to `max_level`: over Q_max_level * P, digit j is
+    /// (-a_j s + e_j + P Qtilde_j s', a_j), one digit per digit of Q_max_level.
+    fn gen_switching_key_under(
+        &mut self,
+        s: &Poly<Ntt>,
+        s_prime: &Poly<Ntt>,
+        max_level: usize,
+    ) -> SwitchingKey {
         let params = self.params.clone();
         let ring = params.ring();
-        let basis = ring.qp_basis();
+        let basis = params.basis_qp(max_level);
         let seed = self.prng.seed();
         let p_mod_q = params.p_mod_q();
         let mut bs = Vec::new();
         let mut as_ = Vec::new();
-        for (j, digit) in params.digits(params.max_level()).enumerate() {
+        for (j, digit) in params.digits(max_level).enumerate() {
             let a = Prng::from_seed_stream(seed, j as u64).uniform_poly(ring, basis);
             let mut b = self.error_poly(basis);
             b.mul_sub_assign(ring, &a, s);

@@ -58,8 +58,14 @@ impl PublicKey {
 }
 
 /// A hybrid key-switching key from s' to s (Han-Ki 2020): for each digit j,
-/// (b_j, a_j) = (-a_j s + e_j + P * Qtilde_j * s', a_j) modulo Q_L * P, where Qtilde_j is
+/// (b_j, a_j) = (-a_j s + e_j + P * Qtilde_j * s', a_j) modulo Q_l * P, where Qtilde_j is
 /// 1 modulo the digit's primes and 0 modulo the others. The a_j come from one seed.
+///
+/// A key serves ciphertexts up to its own level l ([`Self::max_level`]), which may be below
+/// the top of the chain: a key switch at level l reads only the digits and primes of Q_l, so
+/// a key used only low in the chain (a training iteration after bootstrapping) is made and
+/// shipped over Q_l * P alone. It is the full key's projection onto those primes, with the
+/// same security.
 #[derive(Clone, Debug)]
 pub struct SwitchingKey {
     pub(crate) params: Arc<Params>,
@@ -76,6 +82,10 @@ impl SwitchingKey {
     /// Number of digits.
     pub fn digits(&self) -> usize {
         self.b.len()
+    }
+    /// The highest ciphertext level the key can switch.
+    pub fn max_level(&self) -> usize {
+        self.b.first().map_or(0, |b| b.basis().q.saturating_sub(1))
     }
 }
 
@@ -111,6 +121,10 @@ impl GaloisKey {
     /// The underlying switching key.
     pub fn key(&self) -> &SwitchingKey {
         &self.key
+    }
+    /// The highest ciphertext level the key can rotate.
+    pub fn max_level(&self) -> usize {
+        self.key.max_level()
     }
 }
 
@@ -151,5 +165,26 @@ impl EvaluationKeys {
     /// The Galois key for element g.
     pub fn galois_key(&self, g: u64) -> Option<&GaloisKey> {
         self.galois.get(&g)
+    }
+
+    /// Adds the keys of `other`. Where both hold a key for the same element, the one
+    /// reaching the higher level is kept (it serves every level the other does, at the same
+    /// cost: a key switch at level l reads only the part of the key below l).
+    pub fn merge(&mut self, other: EvaluationKeys) {
+        match (&self.relin, other.relin) {
+            (Some(mine), Some(theirs)) if theirs.0.max_level() > mine.0.max_level() => {
+                self.relin = Some(theirs)
+            }
+            (None, Some(theirs)) => self.relin = Some(theirs),
+            _ => {}
+        }
+        for (g, key) in other.galois {
+            match self.galois.get(&g) {
+                Some(mine) if mine.max_level() >= key.max_level() => {}
+                _ => {
+                    self.galois.insert(g, key);
+                }
+            }
+        }
     }
 }

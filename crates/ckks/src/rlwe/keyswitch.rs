@@ -108,7 +108,13 @@ fn tower_products(
     let ring = params.ring();
     let basis = params.basis_qp(dec.level);
     let ndig = dec.digits.len();
-    let kt = ring.modulus_index(basis, t);
+    // The key may stop below the top of the chain (see SwitchingKey): its P towers follow
+    // its own last Q tower. Callers check that the key reaches `dec.level`.
+    let kt = if t < basis.q {
+        t
+    } else {
+        key.max_level() + 1 + (t - basis.q)
+    };
     let bs: Vec<&[u64]> = key.b.iter().take(ndig).map(|k| k.tower(kt)).collect();
     let as_: Vec<&[u64]> = key.a.iter().take(ndig).map(|k| k.tower(kt)).collect();
     let ds: Vec<&[u64]> = dec.digits.iter().map(|d| d.tower(t)).collect();

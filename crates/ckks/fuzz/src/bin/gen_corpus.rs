@@ -46,6 +46,13 @@ fn main() {
     put(dir, "evaluation_keys", "all", &keys.to_bytes());
     let galois_only = EvaluationKeys { galois: keys.galois.clone(), ..Default::default() };
     put(dir, "evaluation_keys", "galois_only", &galois_only.to_bytes());
+    // Keys stopping below the top level, alone and mixed with full ones.
+    let low = kg.gen_evaluation_keys_up_to(&sk, true, &[1, 3], false, 0);
+    put(dir, "switching_key", "relin_level0", &low.relin.as_ref().unwrap().to_bytes());
+    let mut mixed = keys.clone();
+    mixed.merge(low.clone());
+    put(dir, "evaluation_keys", "level0", &low.to_bytes());
+    put(dir, "evaluation_keys", "mixed_levels", &mixed.to_bytes());
     let encapsulation = kg.gen_encapsulation_keys(&sk).unwrap();
     put(dir, "encapsulation_keys", "keys", &encapsulation.to_bytes());
     put(dir, "params", "fuzz", &params_to_bytes(p));

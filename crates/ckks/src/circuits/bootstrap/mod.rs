@@ -382,34 +382,47 @@ impl Bootstrapper {
     /// Serialized size in bytes of every key bootstrapping needs (seeded): relinearisation,
     /// rotations, conjugation and the two encapsulation keys.
     pub fn key_bytes(&self) -> usize {
-        evaluation_keys_size(&self.params, true, self.rotation_steps.len() + 1)
-            + encapsulation_keys_size(&self.params, &self.small)
+        evaluation_keys_size(
+            &self.params,
+            self.params.max_level(),
+            true,
+            self.rotation_steps.len() + 1,
+        ) + encapsulation_keys_size(&self.params, &self.small)
     }
 
     /// Checks that the evaluator holds every key needed, before any work.
     fn check_keys(&self, eval: &Evaluator, enc: &EncapsulationKeys) -> Result<()> {
         let keys: &EvaluationKeys = eval.keys();
         let ring = self.params.ring();
-        if keys.relin.is_none() {
+        // CoeffsToSlots runs at the top of the chain and SlotsToCoeffs shares its rotation
+        // steps, so every key must reach the top (keys may stop lower; see SwitchingKey).
+        let top = self.params.max_level();
+        if keys
+            .relin
+            .as_ref()
+            .is_none_or(|k| k.key().max_level() < top)
+        {
             return Err(Error::MissingKey {
                 op: OP,
-                what: "relinearization key".into(),
+                what: format!("relinearization key reaching level {top}"),
             });
         }
-        if keys.galois_key(ring.galois_element_conjugate()).is_none() {
+        let reaches = |g: u64| keys.galois_key(g).is_some_and(|k| k.max_level() >= top);
+        if !reaches(ring.galois_element_conjugate()) {
             return Err(Error::MissingKey {
                 op: OP,
-                what: "conjugation key".into(),
+                what: format!("conjugation key reaching level {top}"),
             });
         }
-        if let Some(s) = self.rotation_steps.iter().find(|&&s| {
-            keys.galois_key(ring.galois_element_for_rotation(s))
-                .is_none()
-        }) {
+        if let Some(s) = self
+            .rotation_steps
+            .iter()
+            .find(|&&s| !reaches(ring.galois_element_for_rotation(s)))
+        {
             return Err(Error::MissingKey {
                 op: OP,
                 what: format!(
-                    "rotation key for step {s} ({} rotation keys are needed; see Bootstrapper::rotation_steps)",
+                    "rotation key for step {s} reaching level {top} ({} rotation keys are needed; see Bootstrapper::rotation_steps)",
                     self.rotation_steps.len()
                 ),
             });
