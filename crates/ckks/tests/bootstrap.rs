@@ -284,6 +284,13 @@ fn key_report() {
         s.btp.gen_keys(&mut kg, &sk).unwrap()
     };
     assert_eq!(ek.galois.len(), s.btp.rotation_steps().len() + 1);
+    // The client's cheap listing (no matrix encoded) names the same steps, full and sparse.
+    for slots in [512, 64] {
+        let cfg = BootstrapConfig::new(slots);
+        let steps = Bootstrapper::rotation_steps_for(&s.params, &cfg).unwrap();
+        let btp = Bootstrapper::new(s.params.clone(), cfg).unwrap();
+        assert_eq!(steps, btp.rotation_steps(), "{slots} slots");
+    }
     assert_eq!(
         ek.serialized_size() + keys.serialized_size(),
         s.btp.key_bytes()

@@ -159,6 +159,16 @@ impl std::fmt::Debug for Bootstrapper {
 }
 
 /// An `EncodedLinearTransform` of a diagonal set at `level`.
+/// One DFT factor before encoding: its slot count, diagonals and level.
+type Factor = (usize, Diagonals, usize);
+
+/// The DFT factors of a bootstrapper (see `Bootstrapper::matrices`).
+struct Matrices {
+    cts: Vec<Factor>,
+    stc: Vec<Factor>,
+    stc_constant: f64,
+}
+
 fn encode_factor(
     encoder: &Encoder,
     slots: usize,
@@ -205,6 +215,79 @@ impl Bootstrapper {
     /// of two in `2^cts_levels ..= N/2` (and at least `2^stc_levels`), a chain too short for
     /// the depth, invalid EvalMod parameters.
     pub fn new(params: Arc<Params>, config: BootstrapConfig) -> Result<Self> {
+        let (matrices, budget, eval_mod) = Self::matrices(&params, &config)?;
+        let encoder = Encoder::new(params.clone());
+        let encode = |f: Vec<Factor>| -> Result<Vec<EncodedLinearTransform>> {
+            f.into_iter()
+                .map(|(slots, diagonals, level)| {
+                    encode_factor(&encoder, slots, diagonals, level, config.double_hoisting)
+                })
+                .collect()
+        };
+        let cts = encode(matrices.cts)?;
+        let stc = encode(matrices.stc)?;
+        let steps = Self::steps_of(
+            &params,
+            &config,
+            cts.iter()
+                .chain(&stc)
+                .flat_map(EncodedLinearTransform::rotation_steps),
+        );
+        let small = params.encapsulation_params()?;
+        Ok(Self {
+            params,
+            small,
+            config,
+            budget,
+            eval_mod,
+            cts,
+            stc,
+            stc_constant: matrices.stc_constant,
+            rotation_steps: steps,
+        })
+    }
+
+    /// The rotation steps [`Self::new`] would report, without encoding any matrix (what a
+    /// client needs to generate the keys: a small fraction of the time and memory).
+    pub fn rotation_steps_for(params: &Arc<Params>, config: &BootstrapConfig) -> Result<Vec<i64>> {
+        let (matrices, _, _) = Self::matrices(params, config)?;
+        let mut steps = Vec::new();
+        for (slots, diagonals, _) in matrices.cts.into_iter().chain(matrices.stc) {
+            let lt = LinearTransform::from_diagonals(
+                slots,
+                diagonals.into_iter().map(|(k, d)| (k as i64, d)),
+            )?;
+            steps.extend(lt.rotation_steps());
+        }
+        Ok(Self::steps_of(params, config, steps))
+    }
+
+    /// Every distinct Galois element of the DFT steps and SubSum, as steps in `[1, N/2)`.
+    fn steps_of(
+        params: &Params,
+        config: &BootstrapConfig,
+        dft: impl IntoIterator<Item = i64>,
+    ) -> Vec<i64> {
+        let (n, max) = (config.slots, params.max_slots());
+        let mut steps: Vec<i64> = dft.into_iter().collect();
+        if n < max {
+            steps.extend(Evaluator::inner_sum_steps(n as i64, max / n));
+        }
+        // One key per Galois element: steps that differ by a multiple of N/2 share a key.
+        let half = max as i64;
+        steps.iter_mut().for_each(|s| *s = s.rem_euclid(half));
+        steps.retain(|&s| s != 0);
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// The DFT factors (slots, diagonals, level) with every constant folded in, the level
+    /// budget and EvalMod.
+    fn matrices(
+        params: &Arc<Params>,
+        config: &BootstrapConfig,
+    ) -> Result<(Matrices, LevelBudget, EvalMod)> {
         let n = config.slots;
         let max = params.max_slots();
         if !n.is_power_of_two() || n > max || n < 2 {
@@ -213,9 +296,8 @@ impl Bootstrapper {
                 msg: format!("slot count {n} must be a power of two in 2..={max}"),
             });
         }
-        let (budget, eval_mod) = Self::plan_with(&params, &config)?;
+        let (budget, eval_mod) = Self::plan_with(params, config)?;
         let top = budget.top;
-        let small = params.encapsulation_params()?;
         let encoder = Encoder::new(params.clone());
         let ring = params.ring();
         let q0 = ring.q(0).value() as f64;
@@ -254,20 +336,14 @@ impl Bootstrapper {
             } else {
                 (n, f)
             };
-            cts.push(encode_factor(
-                &encoder,
-                slots,
-                f,
-                level,
-                config.double_hoisting,
-            )?);
+            cts.push((slots, f, level));
         }
 
         // SlotsToCoeffs, with a constant chosen so that a nominal input (the default scale)
         // has EvalMod end at a scale near its level's prime (see `bootstrap_scaled`).
         let stc_in = eval_in - budget.eval_mod;
         let k_nominal =
-            Self::ratio_multiplier(&params, &config, params.default_scale()).unwrap_or(1.0);
+            Self::ratio_multiplier(params, config, params.default_scale()).unwrap_or(1.0);
         // EvalMod ends near the prime its last double angle divided by (about 2^60): its
         // double angles square the scale and divide by that prime, so ending lower would
         // run the last ones at a smaller scale, with more relative rounding noise (measured:
@@ -297,40 +373,17 @@ impl Bootstrapper {
             } else {
                 (n, f)
             };
-            stc.push(encode_factor(
-                &encoder,
-                slots,
-                f,
-                level,
-                config.double_hoisting,
-            )?);
+            stc.push((slots, f, level));
         }
-
-        let mut steps: Vec<i64> = cts
-            .iter()
-            .chain(&stc)
-            .flat_map(EncodedLinearTransform::rotation_steps)
-            .collect();
-        if sparse {
-            steps.extend(Evaluator::inner_sum_steps(n as i64, max / n));
-        }
-        // One key per Galois element: steps that differ by a multiple of N/2 share a key.
-        let half = max as i64;
-        steps.iter_mut().for_each(|s| *s = s.rem_euclid(half));
-        steps.retain(|&s| s != 0);
-        steps.sort_unstable();
-        steps.dedup();
-        Ok(Self {
-            params,
-            small,
-            config,
+        Ok((
+            Matrices {
+                cts,
+                stc,
+                stc_constant,
+            },
             budget,
             eval_mod,
-            cts,
-            stc,
-            stc_constant,
-            rotation_steps: steps,
-        })
+        ))
     }
 
     /// The integer `k` by which an input at `scale` is multiplied before ModRaise, or
