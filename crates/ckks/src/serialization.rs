@@ -880,6 +880,105 @@ impl Serializable for EvaluationKeys {
     }
 }
 
+/// Decodes an [`EvaluationKeys`] object from a stream holding one key's bytes at a time (a
+/// bootstrapping key set is gigabytes; reading the file whole first would double the peak
+/// memory). The same checks as `EvaluationKeys::from_bytes`, in the same order; a key's
+/// level is checked before its buffer is allocated, so a forged field cannot size one.
+pub fn read_evaluation_keys(
+    params: &Arc<Params>,
+    src: &mut impl std::io::Read,
+) -> Result<EvaluationKeys> {
+    const WHAT: &str = "evaluation keys";
+    let fill = |src: &mut dyn std::io::Read, buf: &mut [u8]| -> Result<()> {
+        src.read_exact(buf).map_err(|e| Error::Decode {
+            what: WHAT,
+            msg: format!("truncated or unreadable: {e}"),
+        })
+    };
+    let mut head = [0u8; HEADER_LEN + 1];
+    fill(src, &mut head)?;
+    let mut r = open(&head, ObjectKind::EvaluationKeys, params)?;
+    let has_relin = r.bool("relinearization key present")?;
+    let body = |src: &mut dyn std::io::Read| -> Result<SwitchingKey> {
+        let mut pre = [0u8; 3];
+        fill(src, &mut pre)?;
+        let level = usize::from(u16::from_le_bytes([pre[0], pre[1]]));
+        if level > params.max_level() {
+            return Err(Error::Decode {
+                what: WHAT,
+                msg: format!(
+                    "a key for level {level}, above the parameters' top level {}",
+                    params.max_level()
+                ),
+            });
+        }
+        let mut buf = vec![0u8; switching_body_size(params, level)];
+        buf[..3].copy_from_slice(&pre);
+        fill(src, &mut buf[3..])?;
+        let mut r = Reader::new(&buf, WHAT);
+        let k = read_switching_body(&mut r, params)?;
+        r.finish()?;
+        Ok(k)
+    };
+    let relin = if has_relin {
+        Some(RelinearizationKey(body(src)?))
+    } else {
+        None
+    };
+    let mut count = [0u8; 4];
+    fill(src, &mut count)?;
+    let count = u32::from_le_bytes(count) as usize;
+    if count > params.n() {
+        return Err(Error::Decode {
+            what: WHAT,
+            msg: format!(
+                "{count} galois keys, more than the {} distinct elements possible",
+                params.n()
+            ),
+        });
+    }
+    let mut galois = BTreeMap::new();
+    let mut last: Option<u64> = None;
+    for _ in 0..count {
+        let mut g = [0u8; 8];
+        fill(src, &mut g)?;
+        let g = read_galois_element(&mut Reader::new(&g, WHAT), params)?;
+        if last.is_some_and(|l| g <= l) {
+            return Err(Error::Decode {
+                what: WHAT,
+                msg: format!("galois element {g} is duplicated or out of increasing order"),
+            });
+        }
+        last = Some(g);
+        let key = body(src)?;
+        galois.insert(
+            g,
+            GaloisKey {
+                galois_element: g,
+                key,
+            },
+        );
+    }
+    if relin.is_none() && galois.is_empty() {
+        return Err(Error::Decode {
+            what: WHAT,
+            msg: "an evaluation key bundle without any key".into(),
+        });
+    }
+    let mut extra = [0u8; 1];
+    match src.read(&mut extra) {
+        Ok(0) => Ok(EvaluationKeys { relin, galois }),
+        Ok(_) => Err(Error::Decode {
+            what: WHAT,
+            msg: "trailing bytes after the last key".into(),
+        }),
+        Err(e) => Err(Error::Decode {
+            what: WHAT,
+            msg: format!("unreadable: {e}"),
+        }),
+    }
+}
+
 impl Serializable for EncapsulationKeys {
     const KIND: ObjectKind = ObjectKind::EncapsulationKeys;
 

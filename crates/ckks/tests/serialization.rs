@@ -349,6 +349,22 @@ fn evaluation_keys_round_trip_and_refusals() {
         is_decode_err(EvaluationKeys::from_bytes(&t.params, &empty)).contains("without any key")
     );
     assert!(EvaluationKeys::default().to_bytes()[..HEADER_LEN] != bytes[..HEADER_LEN]);
+    // The streaming decoder agrees on every case: the same keys, and every refusal (every
+    // truncation, the forged bytes above, trailing bytes).
+    let stream = |b: &[u8]| serialization::read_evaluation_keys(&t.params, &mut &b[..]);
+    assert_eq!(stream(&bytes).unwrap().to_bytes(), bytes);
+    for bad in [&dup, &absurd, &empty] {
+        assert!(stream(bad).is_err());
+    }
+    for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
+        assert!(stream(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(stream(&long).is_err());
+    let mut forged_level = bytes.clone();
+    forged_level[HEADER_LEN + 1] = 0xff;
+    assert!(stream(&forged_level).is_err());
 }
 
 #[test]

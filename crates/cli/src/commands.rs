@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use volley_ckks::{EvaluationKeys, Params, Serializable};
+use volley_ckks::{EncapsulationKeys, Params, Serializable};
 use volley_train::algorithm::{Weights, accuracy, agreement, max_abs_difference, train_plain};
 use volley_train::bundle::{EncryptedModel, Manifest, UploadBundle};
 use volley_train::client::Client;
@@ -226,6 +226,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         let meta = serde_json::json!({
             "params_name": client.params_name(), "key_id": client.key_id(),
             "schedule": schedule, "iterations": args.iters,
+            "bootstrapping": client.bootstrapping(),
         });
         write(
             &dir.join("client.json"),
@@ -272,11 +273,17 @@ fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
     let schedule: Schedule = serde_json::from_value(field("schedule")?)
         .map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
     let iterations = field("iterations")?.as_u64().unwrap_or(0) as usize;
+    let bootstrapping = field("bootstrapping")?.as_bool().ok_or_else(|| {
+        CliError::Msg(format!(
+            "{}: \"bootstrapping\" must be true or false",
+            meta_path.display()
+        ))
+    })?;
     let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?)
         .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("secret.key").display())))?;
     let literal = params.literal().clone();
     Ok(KeyDir {
-        client: Client::from_parts(name, literal, params, sk, key_id),
+        client: Client::from_parts(name, literal, params, sk, key_id, bootstrapping),
         schedule,
         iterations,
     })
@@ -325,7 +332,7 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
     let train = rows_or_all(&all, args.data.train_rows.as_deref())?;
     let (design, g) = design_for(&kd.client, kd.schedule, &train, c)?;
     let sp = ui.spinner("evaluation keys");
-    let keys = kd.client.evaluation_keys(kd.schedule, &g);
+    let keys = kd.client.server_keys(kd.schedule, &g)?;
     sp.set_message("encrypting");
     let w0 = Weights::constant(c, design.d, g.d_hat, args.init);
     let bundle = kd
@@ -356,6 +363,9 @@ fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
             &volley_ckks::params_to_bytes(&b.params),
         )?;
         write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
+        if let Some(e) = &b.encapsulation {
+            write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
+        }
         for (name, cts) in &b.groups {
             write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
         }
@@ -383,8 +393,22 @@ fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
 fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     let (manifest, params) = load_manifest(dir)?;
     let keys_path = dir.join("keys.bin");
-    let keys = EvaluationKeys::from_bytes(&params, &read(&keys_path)?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
+    // Streamed one key at a time: with bootstrapping the file is gigabytes.
+    let file = std::fs::File::open(&keys_path).map_err(|e| CliError::io(&keys_path, e))?;
+    let keys = volley_ckks::serialization::read_evaluation_keys(
+        &params,
+        &mut std::io::BufReader::new(file),
+    )
+    .map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
+    let encapsulation = if manifest.bootstrapping {
+        let path = dir.join("encapsulation.bin");
+        Some(
+            EncapsulationKeys::from_bytes(&params, &read(&path)?)
+                .map_err(|e| CliError::Msg(format!("{}: {e}", path.display())))?,
+        )
+    } else {
+        None
+    };
     let mut groups = BTreeMap::new();
     for (name, &count) in &manifest.ciphertexts {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -407,7 +431,8 @@ fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     Ok(UploadBundle {
         manifest,
         params,
-        keys,
+        keys: Arc::new(keys),
+        encapsulation,
         groups,
     })
 }
@@ -448,6 +473,7 @@ fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, imp
     let pb2 = pb.clone();
     let cb = move |p: Progress| match p {
         Progress::Precompute(done, total) => pb2.set_message(format!("rotating X {done}/{total}")),
+        Progress::BootstrapSetup => pb2.set_message("encoding the bootstrapping matrices"),
         Progress::Iteration(done, _) => {
             pb2.set_message("training");
             pb2.set_position(done as u64);
@@ -674,7 +700,7 @@ pub fn demo_on_table(
     let sp = ui.spinner("key generation");
     let client = Client::generate(schedule, args_iters)?;
     let (design, g) = design_for(&client, schedule, &train_t, c)?;
-    let keys = client.evaluation_keys(schedule, &g);
+    let keys = client.server_keys(schedule, &g)?;
     let seconds_keygen = t0.elapsed().as_secs_f64();
     sp.set_message("encryption");
     let t1 = Instant::now();

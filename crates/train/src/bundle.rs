@@ -4,10 +4,10 @@
 use crate::layout::{Geometry, Schedule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use volley_ckks::{Ciphertext, EvaluationKeys, Params, ParamsLiteral};
+use volley_ckks::{Ciphertext, EncapsulationKeys, EvaluationKeys, Params, ParamsLiteral};
 
 /// Version of the bundle layout.
-pub const BUNDLE_VERSION: u32 = 1;
+pub const BUNDLE_VERSION: u32 = 2;
 
 /// The description of an upload: enough for the server to train and for anyone to check
 /// what was sent.
@@ -29,6 +29,9 @@ pub struct Manifest {
     pub geometry: Geometry,
     /// Iterations the parameters and keys were made for.
     pub iterations: usize,
+    /// True when the server refreshes the weights by bootstrapping (the bundle then carries
+    /// encapsulation keys and the bootstrapping rotation keys).
+    pub bootstrapping: bool,
     /// Ciphertext counts per group ("x", "xb", "y", "w0", "b").
     pub ciphertexts: std::collections::BTreeMap<String, usize>,
     /// Serialized byte sizes per group, and "keys".
@@ -54,8 +57,11 @@ pub struct UploadBundle {
     pub manifest: Manifest,
     /// Parameters (rebuilt from the manifest's literal and checked against its fingerprint).
     pub params: Arc<Params>,
-    /// Relinearisation and rotation keys.
-    pub keys: EvaluationKeys,
+    /// Relinearisation, rotation and conjugation keys (shared with the server's evaluator,
+    /// not copied: they are gigabytes with bootstrapping).
+    pub keys: Arc<EvaluationKeys>,
+    /// Bootstrapping's sparse-secret encapsulation keys, with bootstrapping.
+    pub encapsulation: Option<EncapsulationKeys>,
     /// Ciphertext groups: "x" (rows of X), "xb" (X diag(b), diagonal schedule), "y" (labels),
     /// "w0" (initial weights), "b" (preconditioner rows, paper schedule).
     pub groups: std::collections::BTreeMap<String, Vec<Ciphertext>>,

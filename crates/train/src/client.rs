@@ -6,11 +6,23 @@ use crate::bundle::{BUNDLE_VERSION, EncryptedModel, Manifest, UploadBundle};
 use crate::data::Design;
 use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
-use crate::setup::{build_params, choose_params, rotation_steps};
+use crate::setup::{LevelPlan, ParamsChoice, build_params, choose_run_params, rotation_steps};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use volley_ckks::circuits::Bootstrapper;
 use volley_ckks::client::{KeyGenerator, SecretKey, decrypt, encrypt_secret};
-use volley_ckks::{Ciphertext, Encoder, EvaluationKeys, Params, ParamsLiteral, Serializable};
+use volley_ckks::{
+    Ciphertext, EncapsulationKeys, Encoder, EvaluationKeys, Params, ParamsLiteral, Serializable,
+};
+
+/// The public keys a server needs: evaluation keys, and with bootstrapping the
+/// encapsulation keys.
+pub struct ServerKeys {
+    /// Relinearisation, rotation (and with bootstrapping conjugation) keys.
+    pub evaluation: EvaluationKeys,
+    /// Bootstrapping's sparse-secret encapsulation keys.
+    pub encapsulation: Option<EncapsulationKeys>,
+}
 
 /// The client's key material for one parameter set.
 pub struct Client {
@@ -18,6 +30,8 @@ pub struct Client {
     literal: ParamsLiteral,
     params: Arc<Params>,
     secret: SecretKey,
+    /// True when the server refreshes by bootstrapping (see [`choose_run_params`]).
+    bootstrapping: bool,
     /// Random identifier of this key, copied into every bundle and model, so that decrypting
     /// with the wrong key is detected instead of producing garbage.
     key_id: String,
@@ -30,16 +44,24 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Fresh keys for `iterations` of `schedule` (parameters chosen by [`choose_params`]).
+    /// Fresh keys for `iterations` of `schedule` (parameters chosen by [`choose_run_params`]).
     pub fn generate(schedule: Schedule, iterations: usize) -> Result<Self> {
-        let (name, lit) = choose_params(schedule, iterations)?;
-        Self::generate_with(name, lit)
+        let ParamsChoice {
+            name,
+            literal,
+            bootstrapping,
+        } = choose_run_params(schedule, iterations)?;
+        Self::generate_with(name, literal, bootstrapping)
     }
 
     /// Fresh keys for explicit parameters.
-    pub fn generate_with(params_name: String, literal: ParamsLiteral) -> Result<Self> {
+    pub fn generate_with(
+        params_name: String,
+        literal: ParamsLiteral,
+        bootstrapping: bool,
+    ) -> Result<Self> {
         let params = build_params(&literal)?;
-        Self::generate_for(params_name, literal, params)
+        Self::generate_for(params_name, literal, params, bootstrapping)
     }
 
     /// Fresh keys for already-built parameters (tests build tiny insecure ones explicitly
@@ -48,6 +70,7 @@ impl Client {
         params_name: String,
         literal: ParamsLiteral,
         params: Arc<Params>,
+        bootstrapping: bool,
     ) -> Result<Self> {
         if params.literal() != &literal {
             return Err(TrainError::Mismatch(
@@ -67,6 +90,7 @@ impl Client {
             literal,
             params,
             secret,
+            bootstrapping,
             key_id,
         })
     }
@@ -78,14 +102,21 @@ impl Client {
         params: Arc<Params>,
         secret: SecretKey,
         key_id: String,
+        bootstrapping: bool,
     ) -> Self {
         Self {
             params_name,
             literal,
             params,
             secret,
+            bootstrapping,
             key_id,
         }
+    }
+
+    /// True when the server will refresh by bootstrapping.
+    pub fn bootstrapping(&self) -> bool {
+        self.bootstrapping
     }
 
     /// The parameters.
@@ -109,15 +140,34 @@ impl Client {
         &self.key_id
     }
 
-    /// Relinearisation and rotation keys the server needs for `schedule` on `geometry`.
-    pub fn evaluation_keys(&self, schedule: Schedule, geometry: &Geometry) -> EvaluationKeys {
+    /// The public keys the server needs for `schedule` on `geometry`. Without
+    /// bootstrapping: relinearisation and the schedule's rotations over the whole chain.
+    /// With it: bootstrapping's keys (relinearisation, conjugation and its rotations, over
+    /// the whole chain, and the encapsulation keys), and the schedule's rotations only up to
+    /// the level a refresh returns at, where the iterations run (about a third of the size).
+    pub fn server_keys(&self, schedule: Schedule, geometry: &Geometry) -> Result<ServerKeys> {
         let mut kg = KeyGenerator::new(self.params.clone());
-        kg.gen_evaluation_keys(
-            &self.secret,
-            true,
-            &rotation_steps(schedule, geometry),
-            false,
-        )
+        let steps = rotation_steps(schedule, geometry);
+        if !self.bootstrapping {
+            return Ok(ServerKeys {
+                evaluation: kg.gen_evaluation_keys(&self.secret, true, &steps, false),
+                encapsulation: None,
+            });
+        }
+        let config = crate::refresh::bootstrap_config(geometry)?;
+        let btp_steps = Bootstrapper::rotation_steps_for(&self.params, &config)?;
+        let out = Bootstrapper::plan(&self.params, &config)?.output;
+        let mut evaluation = kg.gen_evaluation_keys(&self.secret, true, &btp_steps, true);
+        let training: Vec<i64> = steps
+            .into_iter()
+            .filter(|s| !btp_steps.contains(&s.rem_euclid(self.params.max_slots() as i64)))
+            .collect();
+        evaluation.merge(kg.gen_evaluation_keys_up_to(&self.secret, false, &training, false, out));
+        let encapsulation = Some(kg.gen_encapsulation_keys(&self.secret)?);
+        Ok(ServerKeys {
+            evaluation,
+            encapsulation,
+        })
     }
 
     /// Geometry of `design` under `schedule` with these parameters.
@@ -139,31 +189,34 @@ impl Client {
         design: &Design,
         iterations: usize,
         w0: &Weights,
-        keys: EvaluationKeys,
+        keys: ServerKeys,
     ) -> Result<UploadBundle> {
         let g = self.geometry(schedule, design)?;
+        let plan = LevelPlan::new(schedule, &self.params, &g, self.bootstrapping, iterations)?;
         let enc = Encoder::new(self.params.clone());
-        let level = self.params.max_level();
         let scale = self.params.default_scale();
-        let encrypt = |v: Vec<f64>| -> Result<Ciphertext> {
+        // Each group at the level the server first uses it (smaller uploads with
+        // bootstrapping, where the iterations run low in the chain).
+        let encrypt = |v: Vec<f64>, group: &str| -> Result<Ciphertext> {
+            let level = plan.group_level(group);
             Ok(encrypt_secret(
                 &self.secret,
                 &enc.encode(&v, level, scale, g.slots)?,
             )?)
         };
         let mut groups: BTreeMap<String, Vec<Ciphertext>> = BTreeMap::new();
-        let rows = |f: &dyn Fn(usize) -> Vec<f64>| -> Result<Vec<Ciphertext>> {
-            (0..g.row_cts).map(|m| encrypt(f(m))).collect()
+        let rows = |group: &str, f: &dyn Fn(usize) -> Vec<f64>| -> Result<Vec<Ciphertext>> {
+            (0..g.row_cts).map(|m| encrypt(f(m), group)).collect()
         };
-        groups.insert("x".into(), rows(&|m| g.pack_x(design, m))?);
-        groups.insert("y".into(), rows(&|m| g.pack_y(design, m))?);
+        groups.insert("x".into(), rows("x", &|m| g.pack_x(design, m))?);
+        groups.insert("y".into(), rows("y", &|m| g.pack_y(design, m))?);
         match schedule {
             Schedule::Diagonal => {
-                groups.insert("xb".into(), rows(&|m| g.pack_xb(design, m))?);
+                groups.insert("xb".into(), rows("xb", &|m| g.pack_xb(design, m))?);
                 groups.insert(
                     "w0".into(),
                     (0..g.diagonals)
-                        .map(|t| encrypt(g.pack_diagonal(w0, t)))
+                        .map(|t| encrypt(g.pack_diagonal(w0, t), "w0"))
                         .collect::<Result<_>>()?,
                 );
             }
@@ -175,8 +228,8 @@ impl Client {
                         .flat_map(|_| design.b[..g.d_hat.min(design.b.len())].to_vec())
                         .collect(),
                 };
-                groups.insert("b".into(), vec![encrypt(g.pack_weight_rows(&b_rows))?]);
-                groups.insert("w0".into(), vec![encrypt(g.pack_weight_rows(w0))?]);
+                groups.insert("b".into(), vec![encrypt(g.pack_weight_rows(&b_rows), "b")?]);
+                groups.insert("w0".into(), vec![encrypt(g.pack_weight_rows(w0), "w0")?]);
             }
         }
         let mut bytes: BTreeMap<String, u64> = groups
@@ -188,7 +241,10 @@ impl Client {
                 )
             })
             .collect();
-        bytes.insert("keys".into(), keys.serialized_size() as u64);
+        bytes.insert("keys".into(), keys.evaluation.serialized_size() as u64);
+        if let Some(e) = &keys.encapsulation {
+            bytes.insert("encapsulation".into(), e.serialized_size() as u64);
+        }
         let manifest = Manifest {
             version: BUNDLE_VERSION,
             params_name: self.params_name.clone(),
@@ -198,13 +254,15 @@ impl Client {
             schedule,
             geometry: g,
             iterations,
+            bootstrapping: self.bootstrapping,
             ciphertexts: groups.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
             bytes,
         };
         Ok(UploadBundle {
             manifest,
             params: self.params.clone(),
-            keys,
+            keys: Arc::new(keys.evaluation),
+            encapsulation: keys.encapsulation,
             groups,
         })
     }

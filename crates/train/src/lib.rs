@@ -5,7 +5,8 @@
 //! - [`data`]: feature tables, row ranges, the design matrix and preconditioner;
 //! - [`algorithm`]: the plaintext reference of the same algorithm, metrics;
 //! - [`layout`]: the slot layouts of the two schedules (Volley Revolver packing);
-//! - [`setup`]: parameter choice and rotation keys;
+//! - [`setup`]: parameter choice, the level plan of a run and rotation keys;
+//! - [`refresh`]: the server's bootstrapping of its state (any number of iterations);
 //! - [`bundle`]: the upload and the encrypted model;
 //! - [`client`] (feature `client`): keys, encryption, decryption;
 //! - [`server`]: training on ciphertexts with public keys only.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod data;
 pub mod error;
 pub mod layout;
+pub mod refresh;
 pub mod server;
 pub mod setup;
 

@@ -5,6 +5,8 @@ use crate::algorithm::{SIGMOID_C1, SIGMOID_C3, schedule};
 use crate::bundle::{EncryptedModel, UploadBundle};
 use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
+use crate::refresh::Refresher;
+use crate::setup::LevelPlan;
 use std::time::Instant;
 use volley_ckks::{Ciphertext, Complex64, Encoder, Evaluator, OpCounts};
 
@@ -15,6 +17,8 @@ pub enum Progress {
     Precompute(usize, usize),
     /// Iteration t finished of total.
     Iteration(usize, usize),
+    /// Building the bootstrapper (encoding its matrices).
+    BootstrapSetup,
 }
 
 /// What the server measured.
@@ -30,6 +34,16 @@ pub struct TrainStats {
     pub seconds_per_iteration: Vec<f64>,
     /// Seconds of the preparation.
     pub seconds_precompute: f64,
+    /// Refreshes by bootstrapping.
+    pub bootstraps: usize,
+    /// Seconds in refreshes (pack, bootstrap, unpack), not counted in the iterations.
+    pub seconds_bootstrapping: f64,
+    /// Seconds building the bootstrapper (once per run).
+    pub seconds_bootstrap_setup: f64,
+    /// Levels one iteration consumes.
+    pub levels_per_iteration: usize,
+    /// Slots of each bootstrap (the packed state), 0 without bootstrapping.
+    pub bootstrap_slots: usize,
     /// All operation counts.
     pub op_counts: OpCounts,
 }
@@ -46,18 +60,28 @@ pub fn train(
             "the bundle's parameters do not match its manifest fingerprint".into(),
         ));
     }
-    let needed = m.schedule.levels_needed(iterations);
-    let have = bundle.params.max_level();
     if iterations == 0 {
         return Err(TrainError::Data("at least one iteration is needed".into()));
     }
-    if needed > have {
-        return Err(TrainError::Capacity(format!(
-            "{iterations} iterations of the {} schedule need {needed} levels but these parameters have {have} (the bundle was prepared for {} iterations); without bootstrapping, encrypt again with --iters {iterations}",
-            m.schedule.name(),
-            m.iterations
-        )));
+    if m.bootstrapping != bundle.encapsulation.is_some() {
+        return Err(TrainError::Mismatch(
+            "the manifest's bootstrapping flag and the bundle's encapsulation keys disagree".into(),
+        ));
     }
+    let plan = LevelPlan::new(
+        m.schedule,
+        &bundle.params,
+        &m.geometry,
+        m.bootstrapping,
+        iterations,
+    )
+    .map_err(|e| match e {
+        TrainError::Capacity(msg) => TrainError::Capacity(format!(
+            "{msg} (the bundle was prepared for {} iterations)",
+            m.iterations
+        )),
+        e => e,
+    })?;
     let eval = Evaluator::new(bundle.params.clone(), bundle.keys.clone());
     let enc = Encoder::new(bundle.params.clone());
     let ctx = Ctx {
@@ -66,7 +90,7 @@ pub fn train(
         g: m.geometry,
     };
     let (weights, stats) = match m.schedule {
-        Schedule::Diagonal => diagonal::train(&ctx, bundle, iterations, progress)?,
+        Schedule::Diagonal => diagonal::train(&ctx, bundle, &plan, iterations, progress)?,
         Schedule::Paper => paper::train(&ctx, bundle, iterations, progress)?,
     };
     Ok((
@@ -238,6 +262,7 @@ mod diagonal {
     pub(super) fn train(
         ctx: &Ctx,
         bundle: &UploadBundle,
+        plan: &LevelPlan,
         iterations: usize,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
@@ -246,8 +271,38 @@ mod diagonal {
         let xb = bundle.group("xb", g.row_cts)?;
         let y = bundle.group("y", g.row_cts)?;
         let w0 = bundle.group("w0", g.diagonals)?;
-        let mut stats = TrainStats::default();
-        let top = bundle.params.max_level();
+        let mut stats = TrainStats {
+            levels_per_iteration: plan.per_iteration,
+            ..TrainStats::default()
+        };
+        let refresher = match (&bundle.encapsulation, plan.per_block) {
+            (Some(keys), Some(_)) => {
+                progress(Progress::BootstrapSetup);
+                let t = Instant::now();
+                let r = Refresher::new(&bundle.params, &g)?;
+                stats.seconds_bootstrap_setup = t.elapsed().as_secs_f64();
+                stats.bootstrap_slots = r.slots();
+                if r.refreshed_level() != plan.start {
+                    return Err(TrainError::Mismatch(format!(
+                        "refreshed level {} differs from the plan's {}",
+                        r.refreshed_level(),
+                        plan.start
+                    )));
+                }
+                Some((r, keys))
+            }
+            _ => None,
+        };
+        // Every group must sit at or above the level the plan first uses it at.
+        for (name, group) in [("x", x), ("xb", xb), ("y", y), ("w0", w0)] {
+            let want = plan.group_level(name);
+            if let Some(ct) = group.iter().find(|ct| ct.level() < want) {
+                return Err(TrainError::Mismatch(format!(
+                    "the upload's {name:?} ciphertexts are at level {}, the plan needs {want}",
+                    ct.level()
+                )));
+            }
+        }
         let n_o = g.diagonals;
         let steps: Vec<i64> = (0..n_o as i64).map(|t| -t).collect();
         // One-time: X and X diag(b) rotated right by t < n_o, hoisted (one ModUp per ciphertext).
@@ -262,7 +317,7 @@ mod diagonal {
             x_rot.push(eval.rotate_hoisted(&x[mi], &steps)?);
             done += 1;
             progress(Progress::Precompute(done, total));
-            let low = eval.drop_to_level(&xb[mi], top - 3)?;
+            let low = eval.drop_to_level(&xb[mi], plan.group_level("xb"))?;
             xb_rot.push(eval.rotate_hoisted(&low, &steps)?);
             done += 1;
             progress(Progress::Precompute(done, total));
@@ -272,9 +327,24 @@ mod diagonal {
 
         let consts = schedule(iterations, g.n);
         let s_e = bundle.params.default_scale();
-        let mut v: Vec<Ciphertext> = w0.to_vec();
+        let mut v: Vec<Ciphertext> = w0
+            .iter()
+            .map(|ct| eval.drop_to_level(ct, plan.start))
+            .collect::<volley_ckks::Result<_>>()?;
         let mut v_prev: Option<Vec<Ciphertext>> = None;
         for (t, step) in consts.iter().enumerate() {
+            // Refresh when another iteration would leave no level to pack the state (the
+            // plan's block length; see `refresh`).
+            if let (Some((r, keys)), Some(vp)) = (&refresher, &v_prev) {
+                if v[0].level() < plan.per_iteration + 1 {
+                    let t_refresh = Instant::now();
+                    let (nv, nvp) = r.refresh(eval, keys, &v, vp, s_e)?;
+                    v = nv;
+                    v_prev = Some(nvp);
+                    stats.bootstraps += 1;
+                    stats.seconds_bootstrapping += t_refresh.elapsed().as_secs_f64();
+                }
+            }
             let t_start = Instant::now();
             let before = eval.op_counts();
             let a = v[0].level();

@@ -1,10 +1,135 @@
-//! Parameter choice and rotation keys for a schedule: both sides derive them from the same
-//! manifest, so a bundle says everything the server needs.
+//! Parameter choice, the level plan of a run and rotation keys for a schedule: both sides
+//! derive them from the same manifest, so a bundle says everything the server needs.
 
 use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
 use std::sync::Arc;
+use volley_ckks::circuits::Bootstrapper;
 use volley_ckks::{Params, ParamsLiteral, SecretDistribution, params::security_bound};
+
+/// The bootstrapping preset (`volley_ckks::params`): 10 levels of 2^40 after each bootstrap.
+pub const BOOTSTRAP_PRESET: &str = "boot16";
+
+/// Parameters for a run, and whether the server bootstraps.
+#[derive(Clone, Debug)]
+pub struct ParamsChoice {
+    /// Parameter name (generated or the preset's).
+    pub name: String,
+    /// The literal.
+    pub literal: ParamsLiteral,
+    /// True when the run refreshes its state by bootstrapping (any number of iterations).
+    pub bootstrapping: bool,
+}
+
+/// Parameters for `iterations` of `schedule`. The diagonal schedule runs without
+/// bootstrapping while its whole depth fits in an N = 2^15 chain (up to 4 iterations: about
+/// 6 s for the paper's 2 iterations, no bootstrapping keys to upload), and otherwise on the
+/// [`BOOTSTRAP_PRESET`] with a refresh every two iterations, for any number of iterations.
+/// The paper schedule is kept as the paper ran it, without bootstrapping.
+pub fn choose_run_params(schedule: Schedule, iterations: usize) -> Result<ParamsChoice> {
+    if iterations == 0 {
+        return Err(TrainError::Data("at least one iteration is needed".into()));
+    }
+    if schedule == Schedule::Diagonal {
+        if let Ok((name, literal)) = leveled_params(schedule, iterations, &[15]) {
+            return Ok(ParamsChoice {
+                name,
+                literal,
+                bootstrapping: false,
+            });
+        }
+        let literal = ParamsLiteral::preset(BOOTSTRAP_PRESET)
+            .ok_or_else(|| TrainError::Data(format!("no preset {BOOTSTRAP_PRESET}")))?;
+        return Ok(ParamsChoice {
+            name: BOOTSTRAP_PRESET.into(),
+            literal,
+            bootstrapping: true,
+        });
+    }
+    let (name, literal) = choose_params(schedule, iterations)?;
+    Ok(ParamsChoice {
+        name,
+        literal,
+        bootstrapping: false,
+    })
+}
+
+/// Where the levels of a run go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelPlan {
+    /// Level of the weights at the start of each block of iterations (the initial weights'
+    /// level, and the level a refresh returns them at).
+    pub start: usize,
+    /// Levels one iteration consumes.
+    pub per_iteration: usize,
+    /// Iterations between refreshes (bootstrapping), or `None` without bootstrapping.
+    pub per_block: Option<usize>,
+}
+
+impl LevelPlan {
+    /// The plan of `iterations` of `schedule` on `params`, with or without bootstrapping
+    /// (the refreshed level comes from the bootstrapper of `g`'s packed state).
+    pub fn new(
+        schedule: Schedule,
+        params: &Params,
+        g: &Geometry,
+        bootstrapping: bool,
+        iterations: usize,
+    ) -> Result<Self> {
+        let per_iteration = schedule.levels_per_iteration();
+        if !bootstrapping {
+            let needed = schedule.levels_needed(iterations);
+            let have = params.max_level();
+            if needed > have {
+                return Err(TrainError::Capacity(format!(
+                    "{iterations} iterations of the {} schedule need {needed} levels but these parameters have {have} and no bootstrapping; generate keys for {iterations} iterations",
+                    schedule.name()
+                )));
+            }
+            return Ok(Self {
+                start: have,
+                per_iteration,
+                per_block: None,
+            });
+        }
+        if schedule != Schedule::Diagonal {
+            return Err(TrainError::Capacity(
+                "bootstrapping is implemented for the diagonal schedule only".into(),
+            ));
+        }
+        let budget = Bootstrapper::plan(params, &crate::refresh::bootstrap_config(g)?)?;
+        // The refresh spends one level to unpack after bootstrapping, and each block must
+        // leave one level to pack (or for the final weight combination).
+        let start = budget.output.saturating_sub(1);
+        let per_block = start.saturating_sub(1) / per_iteration;
+        if per_block == 0 {
+            return Err(TrainError::Capacity(format!(
+                "bootstrapping leaves {} levels; an iteration needs {per_iteration} plus one to pack and one to unpack",
+                budget.output
+            )));
+        }
+        Ok(Self {
+            start,
+            per_iteration,
+            per_block: Some(per_block),
+        })
+    }
+
+    /// The level a ciphertext group is encrypted at: where the server first uses it.
+    /// `xb` (X diag(b)) first enters the gradient, three levels below the weights.
+    pub fn group_level(&self, group: &str) -> usize {
+        match group {
+            "xb" => self.start.saturating_sub(3),
+            _ => self.start,
+        }
+    }
+
+    /// Bootstraps a run of `iterations` makes.
+    pub fn bootstraps(&self, iterations: usize) -> usize {
+        self.per_block
+            .map_or(0, |k| iterations.div_ceil(k).saturating_sub(1))
+    }
+}
 
 /// Bits of the base prime q_0 (room for the decrypted weights' magnitude above the scale).
 const BASE_BITS: u32 = 60;
@@ -17,14 +142,23 @@ const SPECIAL_BITS: u32 = 60;
 /// and the fewest key-switching digits that hold `schedule`'s depth for `iterations`
 /// within the 128-bit bound. Fewer digits means smaller keys and cheaper key switches.
 pub fn choose_params(schedule: Schedule, iterations: usize) -> Result<(String, ParamsLiteral)> {
-    if iterations == 0 {
-        return Err(TrainError::Data("at least one iteration is needed".into()));
-    }
-    let levels = schedule.levels_needed(iterations);
     let rings: &[u32] = match schedule {
         Schedule::Diagonal => &[15, 16],
         Schedule::Paper => &[16],
     };
+    leveled_params(schedule, iterations, rings)
+}
+
+/// [`choose_params`] over the given rings (log N).
+fn leveled_params(
+    schedule: Schedule,
+    iterations: usize,
+    rings: &[u32],
+) -> Result<(String, ParamsLiteral)> {
+    if iterations == 0 {
+        return Err(TrainError::Data("at least one iteration is needed".into()));
+    }
+    let levels = schedule.levels_needed(iterations);
     for &log_n in rings {
         let bound = security_bound(log_n).unwrap_or(0) as f64;
         let log_q = BASE_BITS as f64 + (LEVEL_BITS as usize * levels) as f64;

@@ -35,8 +35,6 @@ fn run(schedule: Schedule, iterations: usize, log_n: u32) {
 }
 
 fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
-    let (n, f, c) = (100, 9, 3);
-    let table = synthetic(n, f, c);
     let levels = schedule.levels_needed(iterations)
         + std::env::var("EXTRA")
             .map(|v| v.parse::<usize>().unwrap())
@@ -54,8 +52,24 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
         log_scale: 40,
         sigma: 3.19,
     };
+    let stats = run_with(schedule, iterations, lit, false, init, 1e-4);
+    assert_eq!(stats.bootstraps, 0);
+}
+
+/// Trains on ciphertexts and checks the weights against the plaintext reference within
+/// `tolerance` times the largest weight; returns the server's statistics.
+fn run_with(
+    schedule: Schedule,
+    iterations: usize,
+    lit: ParamsLiteral,
+    bootstrapping: bool,
+    init: f64,
+    tolerance: f64,
+) -> volley_train::server::TrainStats {
+    let (n, f, c) = (100, 9, 3);
+    let table = synthetic(n, f, c);
     let params = Params::new_insecure(lit.clone()).unwrap();
-    let client = Client::generate_for("test".into(), lit, params).unwrap();
+    let client = Client::generate_for("test".into(), lit, params, bootstrapping).unwrap();
     let design = Design::new(&table, c, 16).unwrap();
     let g = client.geometry(schedule, &design).unwrap();
     let mut w0 = Weights::constant(c, design.d, g.d_hat, init);
@@ -64,7 +78,7 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
             w0.w[k * g.d_hat + j] *= 1.0 + 0.3 * ((k * 7 + j) % 5) as f64;
         }
     }
-    let keys = client.evaluation_keys(schedule, &g);
+    let keys = client.server_keys(schedule, &g).unwrap();
     let bundle = client
         .encrypt_upload(schedule, &design, iterations, &w0, keys)
         .unwrap();
@@ -81,8 +95,11 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
         }
     }
     let scale = w_plain.w.iter().fold(0f64, |m, v| m.max(v.abs()));
+    eprintln!(
+        "{schedule:?}, {iterations} iterations: max |W_he - W_plain| = {err:.3e}, max |W| = {scale:.3}"
+    );
     assert!(
-        err <= 1e-4 * scale.max(1e-3),
+        err <= tolerance * scale.max(1e-3),
         "{schedule:?}: max |W_he - W_plain| = {err} (max |W| = {scale})"
     );
     let rows: Vec<&[f64]> = (0..table.rows()).map(|i| table.row(i)).collect();
@@ -92,9 +109,38 @@ fn run_init(schedule: Schedule, iterations: usize, log_n: u32, init: f64) {
         "test".into(),
         client.literal().clone(),
         client.params().clone(),
+        bootstrapping,
     )
     .unwrap();
     assert!(other.decrypt_model(&model).is_err());
+    stats
+}
+
+/// The `boot16` chain on a tiny ring: 10 levels after bootstrapping.
+fn boot_literal(log_n: u32) -> ParamsLiteral {
+    let mut log_q = vec![60];
+    log_q.extend([40; 10]);
+    log_q.extend([45; 3]);
+    log_q.extend([60; 12]);
+    ParamsLiteral {
+        log_n,
+        log_q,
+        log_p: vec![61; 7],
+        dnum: 4,
+        secret: SecretDistribution::Ternary,
+        log_scale: 40,
+        sigma: 3.19,
+    }
+}
+
+/// Seven iterations with a refresh every two: three bootstraps of the packed state, and the
+/// plaintext reference's weights and predictions.
+#[test]
+fn diagonal_with_bootstrapping_matches_plaintext() {
+    let stats = run_with(Schedule::Diagonal, 7, boot_literal(10), true, 0.0, 1e-4);
+    assert_eq!(stats.bootstraps, 3);
+    assert_eq!(stats.bootstrap_slots, 64);
+    assert_eq!(stats.key_switches_per_iteration.len(), 7);
 }
 
 #[test]
@@ -115,7 +161,7 @@ fn refuses_more_iterations_than_levels() {
         sigma: 3.19,
     };
     let params = Params::new_insecure(lit.clone()).unwrap();
-    let client = Client::generate_for("t".into(), lit, params).unwrap();
+    let client = Client::generate_for("t".into(), lit, params, false).unwrap();
     let design = Design::new(&table, 2, 8).unwrap();
     let g = client.geometry(Schedule::Diagonal, &design).unwrap();
     let bundle = client
@@ -124,7 +170,7 @@ fn refuses_more_iterations_than_levels() {
             &design,
             1,
             &Weights::constant(2, design.d, g.d_hat, 0.0),
-            client.evaluation_keys(Schedule::Diagonal, &g),
+            client.server_keys(Schedule::Diagonal, &g).unwrap(),
         )
         .unwrap();
     let err = train(&bundle, 2, &mut |_| {})

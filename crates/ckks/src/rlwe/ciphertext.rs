@@ -95,6 +95,23 @@ impl Ciphertext {
     pub fn slots(&self) -> usize {
         self.slots
     }
+    /// Reads the same polynomial with another slot count (a power of two up to N/2). A
+    /// message of `s` slots is one of N/2 slots repeating with period `s` (its polynomial is
+    /// in X^(N/2s)), so a caller that made its message periodic can switch views for free
+    /// (a sparse bootstrap of state packed with that period, say). The values are only
+    /// meaningful when the message does repeat so; this is not checked (it cannot be, on a
+    /// ciphertext).
+    pub fn set_slots(&mut self, slots: usize) -> crate::Result<()> {
+        let max = self.params.max_slots();
+        if !slots.is_power_of_two() || slots > max {
+            return Err(crate::Error::InvalidArgument {
+                op: "set_slots",
+                msg: format!("slot count {slots} must be a power of two up to {max}"),
+            });
+        }
+        self.slots = slots;
+        Ok(())
+    }
     /// Degree: 1 for a normal ciphertext, 2 after a multiplication without relinearisation.
     pub fn degree(&self) -> usize {
         self.polys.len() - 1
