@@ -382,6 +382,15 @@ fn linear_transform_encoded_reuse_and_errors() {
     let want = apply_plain(&matrix, &apply_plain(&matrix, &v));
     t.assert_close(&twice, &want, 18.0, "M M v");
     assert_eq!(twice.scale(), ct.scale());
+    // Compact diagonals (rebuilt per prime inside the products) give the very same ciphertext.
+    let compact = lt
+        .clone()
+        .with_compact_diagonals(true)
+        .encode(&t.enc, 2)
+        .unwrap()
+        .evaluate(&t.eval, &ct)
+        .unwrap();
+    assert_eq!(compact.to_bytes(), once.to_bytes());
     // Errors.
     assert!(matches!(
         encoded.evaluate(&t.eval, &t.eval.drop_to_level(&ct, 1).unwrap()),

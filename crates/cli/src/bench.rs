@@ -179,6 +179,10 @@ pub struct BenchBootstrapArgs {
     /// Evaluate the DFT factors with double hoisting.
     #[arg(long)]
     pub double_hoisting: bool,
+    /// Keep the DFT diagonals compact and rebuild them inside each bootstrap (the default;
+    /// `--compact-matrices false` stores them encoded: faster by ~5 %, 2.4 GB more at 2^13).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub compact_matrices: bool,
     /// Iterated bootstrapping (META-BTS: two bootstraps, about twice the bits).
     #[arg(long, conflicts_with = "real_pair")]
     pub iterated: bool,
@@ -213,6 +217,7 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
     let t = Instant::now();
     let mut config = BootstrapConfig::new(slots);
     config.double_hoisting = args.double_hoisting;
+    config.compact_matrices = args.compact_matrices;
     let btp = Bootstrapper::new(params.clone(), config)?;
     let setup_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut kg = KeyGenerator::new(params.clone());
@@ -309,7 +314,7 @@ pub fn run_bootstrap(args: &BenchBootstrapArgs, threads: usize) -> Result<(), Cl
         "key_switches": key_switches,
         "key_bytes": key_bytes, "key_bytes_planned": btp.key_bytes(),
         "keygen_ms": keygen_ms.round(), "setup_ms": setup_ms.round(),
-        "double_hoisting": args.double_hoisting, "stages": stages,
+        "double_hoisting": args.double_hoisting, "compact_matrices": args.compact_matrices, "stages": stages,
         "peak_rss_bytes": peak_rss_bytes(), "log_qp": params.log_qp(),
     });
     if args.json {

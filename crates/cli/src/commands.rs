@@ -4,6 +4,7 @@
 use crate::files::{
     cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic,
 };
+use crate::report::{DataReport, DemoReport, ParamsReport, RefreshSeconds};
 use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -661,7 +662,7 @@ pub struct DemoArgs {
 
 /// Everything the demo measured.
 pub struct DemoOutcome {
-    pub report: serde_json::Value,
+    pub report: DemoReport,
 }
 
 /// What the demo runs: rows, iterations, schedule, classes, initial weight.
@@ -727,44 +728,59 @@ pub fn demo_on_table(
     } else {
         ks.iter().sum::<u64>() / ks.len() as u64
     };
-    let report = serde_json::json!({
-        "he_test_accuracy": he_acc,
-        "plain_test_accuracy": plain_acc,
-        "he_train_accuracy": accuracy(&w_he, &train_rows_v, &train_t.labels),
-        "plain_train_accuracy": accuracy(&w_plain, &train_rows_v, &train_t.labels),
-        "prediction_agreement": agreement(&w_he, &w_plain, &rows),
-        "max_abs_weight_error": max_abs_difference(&w_he, &w_plain, design.d),
-        "iterations": args_iters,
-        "train_rows": train_t.rows(),
-        "test_rows": test_t.rows(),
-        "classes": c,
-        "schedule": schedule.name(),
-        "key_switches_per_iteration": ks_avg,
-        "key_switches_each_iteration": ks,
-        "key_switches_precompute": stats.key_switches_precompute,
-        "key_switches_final": stats.key_switches_final,
-        "ciphertexts_uploaded": bundle.manifest.ciphertext_count(),
-        "upload_bytes": bundle.manifest.total_bytes(),
-        "upload_bytes_by_group": bundle.manifest.bytes,
-        "rotation_keys": bundle.keys.galois.len(),
-        "seconds_keygen": seconds_keygen,
-        "seconds_encrypt": seconds_encrypt,
-        "seconds_train": seconds_train,
-        "seconds_train_precompute": stats.seconds_precompute,
-        "seconds_per_iteration": stats.seconds_per_iteration,
-        "seconds_decrypt": seconds_decrypt,
-        "seconds_total": t_total.elapsed().as_secs_f64(),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "threads": threads,
-        "params": {
-            "preset": client.params_name(),
-            "log_n": client.params().log_n(),
-            "log_qp": client.params().log_qp(),
-            "levels": client.params().max_level(),
-            "dnum": client.params().dnum(),
-            "security_bound": client.params().security_bound(),
+    let each = stats.seconds_per_iteration.clone();
+    let report = DemoReport {
+        he_test_accuracy: he_acc,
+        plain_test_accuracy: plain_acc,
+        he_train_accuracy: accuracy(&w_he, &train_rows_v, &train_t.labels),
+        plain_train_accuracy: accuracy(&w_plain, &train_rows_v, &train_t.labels),
+        prediction_agreement: agreement(&w_he, &w_plain, &rows),
+        max_abs_weight_error: max_abs_difference(&w_he, &w_plain, design.d),
+        iterations: args_iters,
+        train_rows: train_t.rows(),
+        test_rows: test_t.rows(),
+        classes: c,
+        schedule: schedule.name().into(),
+        key_switches_per_iteration: ks_avg,
+        key_switches_each_iteration: ks.clone(),
+        key_switches_precompute: stats.key_switches_precompute,
+        key_switches_final: stats.key_switches_final,
+        ciphertexts_uploaded: bundle.manifest.ciphertext_count(),
+        upload_bytes: bundle.manifest.total_bytes(),
+        upload_bytes_by_group: bundle.manifest.bytes.clone(),
+        rotation_keys: bundle.keys.galois.len(),
+        bootstrapping: bundle.manifest.bootstrapping,
+        bootstraps: stats.bootstraps,
+        bootstrap_slots: stats.bootstrap_slots,
+        levels_per_iteration: stats.levels_per_iteration,
+        seconds_keygen,
+        seconds_encrypt,
+        seconds_train,
+        seconds_train_precompute: stats.seconds_precompute,
+        seconds_per_iteration: each.iter().sum::<f64>() / each.len().max(1) as f64,
+        seconds_each_iteration: each,
+        seconds_bootstrapping: stats.seconds_bootstrapping,
+        seconds_refresh_stages: RefreshSeconds {
+            pack: stats.seconds_refresh_stages[0],
+            bootstrap: stats.seconds_refresh_stages[1],
+            unpack: stats.seconds_refresh_stages[2],
         },
-    });
+        seconds_bootstrap_setup: stats.seconds_bootstrap_setup,
+        seconds_decrypt,
+        seconds_features: None,
+        seconds_total: t_total.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+        threads,
+        params: ParamsReport {
+            preset: client.params_name().into(),
+            log_n: client.params().log_n(),
+            log_qp: client.params().log_qp(),
+            levels: client.params().max_level(),
+            dnum: client.params().dnum(),
+            security_bound: client.params().security_bound(),
+        },
+        data: None,
+    };
     Ok(DemoOutcome { report })
 }
 
@@ -816,27 +832,30 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
     };
     let mut out = demo_on_table(&all, &plan, threads, ui)?;
     if let Some(s) = seconds_features {
-        out.report["seconds_features"] = serde_json::json!(s);
-        out.report["data"] = serde_json::json!({"dataset": format!("{:?}", args.images.dataset), "backbone": args.images.backbone});
+        out.report.seconds_features = Some(s);
+        out.report.data = Some(DataReport {
+            dataset: format!("{:?}", args.images.dataset),
+            backbone: args.images.backbone.clone(),
+        });
     }
-    out.report["seconds_total"] = serde_json::json!(t.elapsed().as_secs_f64());
-    out.report["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+    out.report.seconds_total = t.elapsed().as_secs_f64();
+    out.report.peak_rss_bytes = peak_rss_bytes();
     finish_report(&out.report, args.report.as_deref())
 }
 
 /// Prints a summary and writes the report.
-pub fn finish_report(report: &serde_json::Value, path: Option<&Path>) -> Result<(), CliError> {
-    let f = |k: &str| report.get(k).cloned().unwrap_or(serde_json::Value::Null);
+pub fn finish_report(report: &DemoReport, path: Option<&Path>) -> Result<(), CliError> {
     println!(
-        "encrypted model: test accuracy {} (plaintext reference {}), agreement {}, max |dW| {}, {} iterations on {} rows in {:.1} s total ({:.1} s training)",
-        f("he_test_accuracy"),
-        f("plain_test_accuracy"),
-        f("prediction_agreement"),
-        f("max_abs_weight_error"),
-        f("iterations"),
-        f("train_rows"),
-        f("seconds_total").as_f64().unwrap_or(0.0),
-        f("seconds_train").as_f64().unwrap_or(0.0)
+        "encrypted model: test accuracy {:.4} (plaintext reference {:.4}), agreement {}, max |dW| {:.3e}, {} iterations on {} rows in {:.1} s total ({:.1} s training, {} bootstraps)",
+        report.he_test_accuracy,
+        report.plain_test_accuracy,
+        report.prediction_agreement,
+        report.max_abs_weight_error,
+        report.iterations,
+        report.train_rows,
+        report.seconds_total,
+        report.seconds_train,
+        report.bootstraps
     );
     if let Some(p) = path {
         write_file_atomic(

@@ -4,6 +4,7 @@ mod bench;
 mod commands;
 mod features;
 mod files;
+mod report;
 mod util;
 
 use clap::{Parser, Subcommand};

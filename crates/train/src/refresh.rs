@@ -94,7 +94,8 @@ impl Refresher {
     }
 
     /// Bootstraps `(v, v_prev)` (n_o diagonals each, `v` at level >= 1, `v_prev` at or above
-    /// it) and returns them at [`Self::refreshed_level`] with scale `scale`.
+    /// it) and returns them at [`Self::refreshed_level`] with scale `scale`; adds the seconds
+    /// of packing, bootstrapping and unpacking to `seconds`.
     pub(crate) fn refresh(
         &self,
         eval: &Evaluator,
@@ -102,10 +103,18 @@ impl Refresher {
         v: &[Ciphertext],
         v_prev: &[Ciphertext],
         scale: f64,
+        seconds: &mut [f64; 3],
     ) -> Result<(Vec<Ciphertext>, Vec<Ciphertext>)> {
+        let t = std::time::Instant::now();
         let packed = self.pack(eval, v, v_prev, scale)?;
+        seconds[0] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         let fresh = self.btp.bootstrap(eval, keys, &packed)?;
-        self.unpack(eval, fresh)
+        seconds[1] += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let out = self.unpack(eval, fresh)?;
+        seconds[2] += t.elapsed().as_secs_f64();
+        Ok(out)
     }
 
     /// Q = sum_t mask_t (v_t + i v_prev_t) / WEIGHT_RANGE, one level below `v`, at `scale`,
@@ -131,7 +140,7 @@ impl Refresher {
         }
         let q = params.ring().q(level).value() as f64;
         let c = 1.0 / WEIGHT_RANGE;
-        let mut acc: Option<Ciphertext> = None;
+        let mut terms = Vec::with_capacity(2 * v.len());
         for (t, (vt, pt)) in v.iter().zip(v_prev).enumerate() {
             for (ct, value) in [(vt, Complex64::new(c, 0.0)), (pt, Complex64::new(0.0, c))] {
                 let ct = eval.drop_to_level(ct, level)?;
@@ -142,14 +151,11 @@ impl Refresher {
                     scale * q / ct.scale(),
                     g.slots,
                 )?;
-                let p = eval.mul_plain(&ct, &mask)?;
-                match acc.as_mut() {
-                    Some(a) => eval.add_assign(a, &p)?,
-                    None => acc = Some(p),
-                }
+                terms.push((ct, mask));
             }
         }
-        let mut packed = acc.ok_or_else(|| TrainError::Data("no weights to refresh".into()))?;
+        let refs: Vec<(&Ciphertext, &Plaintext)> = terms.iter().map(|(c, p)| (c, p)).collect();
+        let mut packed = eval.dot_plain(&refs)?;
         eval.rescale_assign(&mut packed)?;
         packed.set_scale(scale);
         packed.set_slots(packed_slots(g)?)?;
@@ -185,16 +191,15 @@ impl Refresher {
         // Diagonal t at row i is Q's row class t, which rot(Q, u d̂) brings to the rows
         // i = t - u (mod n_o).
         let gather = |t: usize, rot: &[Ciphertext], imaginary: bool| -> Result<Ciphertext> {
-            let mut acc: Option<Ciphertext> = None;
-            for (u, r) in rot.iter().enumerate() {
-                let (re_mask, im_mask) = &self.unpack_masks[(t + n_o - u) % n_o];
-                let p = eval.mul_plain(r, if imaginary { im_mask } else { re_mask })?;
-                match acc.as_mut() {
-                    Some(a) => eval.add_assign(a, &p)?,
-                    None => acc = Some(p),
-                }
-            }
-            let mut out = acc.ok_or_else(|| TrainError::Data("no diagonals".into()))?;
+            let terms: Vec<(&Ciphertext, &Plaintext)> = rot
+                .iter()
+                .enumerate()
+                .map(|(u, r)| {
+                    let (re_mask, im_mask) = &self.unpack_masks[(t + n_o - u) % n_o];
+                    (r, if imaginary { im_mask } else { re_mask })
+                })
+                .collect();
+            let mut out = eval.dot_plain(&terms)?;
             eval.rescale_assign(&mut out)?;
             Ok(out)
         };

@@ -40,6 +40,8 @@ pub struct TrainStats {
     pub seconds_bootstrapping: f64,
     /// Seconds building the bootstrapper (once per run).
     pub seconds_bootstrap_setup: f64,
+    /// Of `seconds_bootstrapping`: packing, bootstrapping, unpacking.
+    pub seconds_refresh_stages: [f64; 3],
     /// Levels one iteration consumes.
     pub levels_per_iteration: usize,
     /// Slots of each bootstrap (the packed state), 0 without bootstrapping.
@@ -338,7 +340,8 @@ mod diagonal {
             if let (Some((r, keys)), Some(vp)) = (&refresher, &v_prev) {
                 if v[0].level() < plan.per_iteration + 1 {
                     let t_refresh = Instant::now();
-                    let (nv, nvp) = r.refresh(eval, keys, &v, vp, s_e)?;
+                    let (nv, nvp) =
+                        r.refresh(eval, keys, &v, vp, s_e, &mut stats.seconds_refresh_stages)?;
                     v = nv;
                     v_prev = Some(nvp);
                     stats.bootstraps += 1;

@@ -31,7 +31,7 @@ use crate::ckks::encoder::Encoder;
 use crate::ckks::evaluator::Evaluator;
 use crate::error::{Error, Result};
 use crate::params::Params;
-use crate::ring::{Basis, Coeff, Ntt, Poly, simd};
+use crate::ring::{Basis, Coeff, Ntt, Poly};
 use crate::rlwe::ciphertext::{Ciphertext, Plaintext};
 use crate::rlwe::keyswitch;
 use num_complex::Complex64;
@@ -50,6 +50,7 @@ pub struct LinearTransform {
     diagonals: BTreeMap<usize, Vec<Complex64>>,
     baby_steps: usize,
     double_hoisting: bool,
+    compact: bool,
 }
 
 /// `M v` in the clear (row-major `M`), the reference for [`LinearTransform`].
@@ -139,6 +140,7 @@ impl LinearTransform {
             slots,
             diagonals: map,
             baby_steps: 1,
+            compact: false,
             double_hoisting: false,
         };
         lt.baby_steps = lt.default_baby_steps();
@@ -161,6 +163,17 @@ impl LinearTransform {
     /// Turns double hoisting (see the module documentation) on or off (the default).
     pub fn with_double_hoisting(mut self, on: bool) -> Self {
         self.double_hoisting = on;
+        self
+    }
+
+    /// Keeps each encoded diagonal as its 2 `slots` scaled coefficients and rebuilds the
+    /// plaintext (rounding, reduction, NTT per prime) each time the transform is evaluated,
+    /// instead of storing N residues per prime: at N = 2^16 and 2^13 slots a diagonal at the
+    /// top of the chain is 13 MB stored, 256 KB compact. Bit-identical results; costs the
+    /// NTTs at every evaluation. Ignored with double hoisting (its diagonals live modulo
+    /// Q * P). Off by default.
+    pub fn with_compact_diagonals(mut self, on: bool) -> Self {
+        self.compact = on;
         self
     }
 
@@ -239,12 +252,27 @@ impl LinearTransform {
         // Diagonals are independent: encoded in parallel (bootstrapping's DFTs have about
         // 190 of them at N = 2^16).
         let diagonals: Vec<(&usize, &Vec<Complex64>)> = self.diagonals.iter().collect();
-        let encoded: Vec<(usize, usize, Poly<Ntt>, bool)> = diagonals
+        let encoded: Vec<(usize, usize, TermPoly, bool)> = diagonals
             .into_par_iter()
             .map(|(&k, d)| {
                 let (i, jg) = (k % g, k - k % g);
                 // rot_{-jg}(d)[t] = d[t - jg].
                 let rotated: Vec<Complex64> = (0..n).map(|t| d[(t + n - jg % n) % n]).collect();
+                if self.compact && !self.double_hoisting {
+                    // The same checks as encoding, then only the scaled coefficients.
+                    encoder.encode_complex(&rotated[..0], level, scale, n)?;
+                    if let Some(v) = rotated
+                        .iter()
+                        .find(|v| !(v.re.is_finite() && v.im.is_finite()))
+                    {
+                        return Err(Error::InvalidArgument {
+                            op: OP,
+                            msg: format!("diagonal value {v} is not finite"),
+                        });
+                    }
+                    let c = encoder.scaled_coefficients(&rotated, scale, n);
+                    return Ok((jg, i, TermPoly::Compact(c), false));
+                }
                 let pt = encoder.encode_complex(&rotated, level, scale, n)?;
                 let qp = if self.double_hoisting {
                     plaintext_to_qp(params, &pt)
@@ -253,7 +281,7 @@ impl LinearTransform {
                 };
                 let lifted = qp.is_some();
                 let poly = qp.unwrap_or_else(|| pt.poly().clone());
-                Ok((jg, i, poly, lifted))
+                Ok((jg, i, TermPoly::Ntt(poly), lifted))
             })
             .collect::<Result<_>>()?;
         let mut all_qp = self.double_hoisting;
@@ -266,10 +294,11 @@ impl LinearTransform {
             // Some diagonal could not be lifted: back to Q_level (the lift's Q towers are
             // the original residues).
             let q_basis = params.basis_q(level);
-            giants
-                .values_mut()
-                .flatten()
-                .for_each(|t| t.poly.truncate(q_basis));
+            giants.values_mut().flatten().for_each(|t| {
+                if let TermPoly::Ntt(p) = &mut t.poly {
+                    p.truncate(q_basis)
+                }
+            });
         }
         let baby: BTreeSet<usize> = giants.values().flatten().map(|t| t.baby).collect();
         Ok(EncodedLinearTransform {
@@ -342,18 +371,7 @@ fn dot_products(
             ),
         });
     }
-    let ring = params.ring();
-    Ok(Poly::pair_from_towers(
-        ring,
-        basis,
-        || (),
-        |_, t, o0, o1| {
-            let ps: Vec<&[u64]> = terms.iter().map(|(_, _, p)| p.tower(t)).collect();
-            let a_s: Vec<&[u64]> = terms.iter().map(|(a, _, _)| a.tower(t)).collect();
-            let b_s: Vec<&[u64]> = terms.iter().map(|(_, b, _)| b.tower(t)).collect();
-            simd::dot_pairs(o0, o1, &ps, &a_s, &b_s, ring.modulus(basis, t));
-        },
-    ))
+    Ok(Poly::dot_pairs(params.ring(), basis, terms))
 }
 
 /// One encoded diagonal: its baby step and its polynomial (NTT form) modulo Q_level, or
@@ -361,7 +379,16 @@ fn dot_products(
 #[derive(Clone, Debug)]
 struct Term {
     baby: usize,
-    poly: Poly<Ntt>,
+    poly: TermPoly,
+}
+
+/// An encoded diagonal as stored (see `LinearTransform::with_compact_diagonals`).
+#[derive(Clone, Debug)]
+enum TermPoly {
+    /// NTT form modulo Q_level (or Q_level * P under double hoisting).
+    Ntt(Poly<Ntt>),
+    /// The scaled coefficients (`Encoder::scaled_coefficients`), rebuilt at each use.
+    Compact(Vec<f64>),
 }
 
 /// A [`LinearTransform`] with its diagonals encoded (pre-rotated by the giant steps) at one
@@ -491,9 +518,34 @@ impl EncodedLinearTransform {
                         expected: 1,
                     });
                 }
-                triples.push((&v.polys()[0], &v.polys()[1], &t.poly));
+                triples.push((&v.polys()[0], &v.polys()[1], t));
             }
-            let [u0, u1] = dot_products(params, basis, &triples)?;
+            // Compact diagonals are rebuilt one tower at a time inside the products.
+            let compact: Vec<(&Poly<Ntt>, &Poly<Ntt>, &[f64])> = triples
+                .iter()
+                .filter_map(|(a, b, t)| match &t.poly {
+                    TermPoly::Compact(c) => Some((*a, *b, c.as_slice())),
+                    TermPoly::Ntt(_) => None,
+                })
+                .collect();
+            let stored: Vec<(&Poly<Ntt>, &Poly<Ntt>, &Poly<Ntt>)> = triples
+                .iter()
+                .filter_map(|(a, b, t)| match &t.poly {
+                    TermPoly::Ntt(p) => Some((*a, *b, p)),
+                    TermPoly::Compact(_) => None,
+                })
+                .collect();
+            let [u0, u1] = match (compact.is_empty(), stored.is_empty()) {
+                (false, true) => Poly::dot_pairs_scaled(params.ring(), basis, &compact),
+                (true, _) => dot_products(params, basis, &stored)?,
+                (false, false) => {
+                    let [mut x0, mut x1] = Poly::dot_pairs_scaled(params.ring(), basis, &compact);
+                    let [y0, y1] = dot_products(params, basis, &stored)?;
+                    x0.add_assign(params.ring(), &y0);
+                    x1.add_assign(params.ring(), &y1);
+                    [x0, x1]
+                }
+            };
             out.push((
                 *jg,
                 Ciphertext::new(
@@ -551,7 +603,12 @@ impl EncodedLinearTransform {
             let mut triples = Vec::with_capacity(terms.len());
             for t in terms {
                 let [r0, r1] = rotated.get(&t.baby).ok_or_else(|| missing_baby(t.baby))?;
-                let pt = &t.poly;
+                let TermPoly::Ntt(pt) = &t.poly else {
+                    return Err(Error::InvalidArgument {
+                        op: OP,
+                        msg: "internal: a compact diagonal under double hoisting".into(),
+                    });
+                };
                 triples.push((r0, r1, pt));
             }
             let [acc0, acc1] = dot_products(params, basis, &triples)?;

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::Params;
-use crate::ring::{Coeff, Poly};
+use crate::ring::{Coeff, Ntt, Poly, place_scaled};
 use crate::rlwe::ciphertext::Plaintext;
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -136,32 +136,46 @@ impl Encoder {
                 msg: format!("value {v} is not finite"),
             });
         }
-        let mut vals = vec![Complex64::new(0.0, 0.0); slots];
-        vals[..values.len()].copy_from_slice(values);
-        self.fft_special_inv(&mut vals);
-        let n = self.params.n();
-        let gap = n / (2 * slots);
-        let mut coeffs = vec![0f64; n];
-        for (i, v) in vals.iter().enumerate() {
-            coeffs[i * gap] = v.re * scale;
-            coeffs[n / 2 + i * gap] = v.im * scale;
-        }
-        let ring = self.params.ring();
-        let basis = self.params.basis_q(level);
-        let mut poly = Poly::<Coeff>::zero(ring, basis);
-        poly.towers_mut().for_each(|(t, tower)| {
-            let m = ring.modulus(basis, t);
-            for (x, &c) in tower.iter_mut().zip(&coeffs) {
-                *x = if c == 0.0 { 0 } else { m.reduce_f64(c) };
-            }
-        });
+        let coeffs = self.scaled_coefficients(values, scale, slots);
         Ok(Plaintext {
             params: self.params.clone(),
-            poly: poly.into_ntt(ring),
+            poly: Self::poly_from_scaled(&self.params, &coeffs, level),
             level,
             scale,
             slots,
         })
+    }
+
+    /// The first half of [`Self::encode_complex`] (values already checked): the 2 `slots`
+    /// nonzero coefficients of the plaintext, scaled but not rounded, real parts then
+    /// imaginary parts; coefficient `i` of either half sits at `i * N / (2 slots)` of its half
+    /// of the polynomial. A compact form of a plaintext for any level: 2 `slots` numbers
+    /// instead of N residues per prime.
+    pub(crate) fn scaled_coefficients(
+        &self,
+        values: &[Complex64],
+        scale: f64,
+        slots: usize,
+    ) -> Vec<f64> {
+        let mut vals = vec![Complex64::new(0.0, 0.0); slots];
+        vals[..values.len()].copy_from_slice(values);
+        self.fft_special_inv(&mut vals);
+        let mut coeffs = Vec::with_capacity(2 * slots);
+        coeffs.extend(vals.iter().map(|v| v.re * scale));
+        coeffs.extend(vals.iter().map(|v| v.im * scale));
+        coeffs
+    }
+
+    /// The second half of [`Self::encode_complex`]: the plaintext polynomial (NTT form over
+    /// Q_level) of [`Self::scaled_coefficients`], each rounded and reduced per prime.
+    pub(crate) fn poly_from_scaled(params: &Params, coeffs: &[f64], level: usize) -> Poly<Ntt> {
+        let ring = params.ring();
+        let basis = params.basis_q(level);
+        let mut poly = Poly::<Coeff>::zero(ring, basis);
+        poly.towers_mut().for_each(|(t, tower)| {
+            place_scaled(tower, coeffs, ring.modulus(basis, t));
+        });
+        poly.into_ntt(ring)
     }
 
     /// Encodes real values.

@@ -551,6 +551,56 @@ impl Evaluator {
         Ok(())
     }
 
+    /// `sum_k ct_k * pt_k` (no rescale) in one pass per tower: a masked sum of many
+    /// ciphertexts without a temporary ciphertext per term. Every ciphertext has degree 1 and
+    /// the same level and slot count, every plaintext is at or above that level, and all
+    /// products have the same scale.
+    pub fn dot_plain(&self, terms: &[(&Ciphertext, &Plaintext)]) -> Result<Ciphertext> {
+        const OP: &str = "dot_plain";
+        let (first, first_pt) = terms.first().ok_or_else(|| Error::InvalidArgument {
+            op: OP,
+            msg: "no terms".into(),
+        })?;
+        let (level, slots) = (first.level, first.slots);
+        let scale = first.scale * first_pt.scale;
+        let mut polys = Vec::with_capacity(terms.len());
+        for (ct, pt) in terms {
+            let p = self.plain_operand(ct, pt, OP)?;
+            if ct.degree() != 1 {
+                return Err(Error::Degree {
+                    op: OP,
+                    degree: ct.degree(),
+                    expected: 1,
+                });
+            }
+            if ct.level != level || ct.slots != slots {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    msg: format!(
+                        "terms at level {} with {} slots and level {level} with {slots}",
+                        ct.level, ct.slots
+                    ),
+                });
+            }
+            if !scales_match(ct.scale * pt.scale, scale) {
+                return Err(Error::ScaleMismatch {
+                    op: OP,
+                    a: (ct.scale * pt.scale).log2(),
+                    b: scale.log2(),
+                });
+            }
+            polys.push((&ct.polys()[0], &ct.polys()[1], p));
+        }
+        let [c0, c1] = Poly::dot_pairs(self.params.ring(), self.params.basis_q(level), &polys);
+        Ok(Ciphertext::new(
+            self.params.clone(),
+            vec![c0, c1],
+            level,
+            scale,
+            slots,
+        ))
+    }
+
     /// ct * pt (no rescale).
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         let mut out = ct.clone();

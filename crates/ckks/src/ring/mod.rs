@@ -16,6 +16,7 @@ pub(crate) mod simd;
 pub use basis_conversion::{BasisConverter, PreparedConversion};
 pub use modulus::{Modulus, generate_primes, is_prime};
 pub use ntt::{NttBackend, NttOperator};
+pub(crate) use poly::place_scaled;
 pub use poly::{Coeff, Ntt, Poly, Representation};
 
 use std::collections::HashMap;

@@ -296,6 +296,55 @@ impl Poly<Ntt> {
 }
 
 impl Poly<Ntt> {
+    /// [`Self::dot_pairs`] with every `p_k` given by its scaled coefficients (see
+    /// [`place_scaled`]) and built one tower at a time, into a per-task scratch buffer, right
+    /// before its products: the plaintexts never exist whole (compact linear-transform
+    /// diagonals; `LinearTransform::with_compact_diagonals`). `basis` has no special primes.
+    pub(crate) fn dot_pairs_scaled(
+        ring: &RingContext,
+        basis: Basis,
+        terms: &[(&Poly<Ntt>, &Poly<Ntt>, &[f64])],
+    ) -> [Poly<Ntt>; 2] {
+        let n = ring.n();
+        Poly::pair_from_towers(
+            ring,
+            basis,
+            || vec![vec![0u64; n]; terms.len()],
+            |bufs, t, o0, o1| {
+                let m = ring.modulus(basis, t);
+                for (buf, (_, _, c)) in bufs.iter_mut().zip(terms) {
+                    place_scaled(buf, c, m);
+                    ring.ntt(basis, t).forward(buf);
+                }
+                let ps: Vec<&[u64]> = bufs.iter().map(Vec::as_slice).collect();
+                let a_s: Vec<&[u64]> = terms.iter().map(|(a, _, _)| a.tower(t)).collect();
+                let b_s: Vec<&[u64]> = terms.iter().map(|(_, b, _)| b.tower(t)).collect();
+                super::simd::dot_pairs(o0, o1, &ps, &a_s, &b_s, m);
+            },
+        )
+    }
+
+    /// `(sum_k a_k * p_k, sum_k b_k * p_k)` pointwise over `basis`, one pass per tower with the
+    /// key-switching inner product's vector kernel, tower-parallel. Tower t of every operand is
+    /// read as tower t of `basis`: operands over `basis` itself, or (when `basis` has no
+    /// special primes) over a larger Q basis, whose first towers are the same primes.
+    pub(crate) fn dot_pairs(
+        ring: &RingContext,
+        basis: Basis,
+        terms: &[(&Poly<Ntt>, &Poly<Ntt>, &Poly<Ntt>)],
+    ) -> [Poly<Ntt>; 2] {
+        Poly::pair_from_towers(
+            ring,
+            basis,
+            || (),
+            |_, t, o0, o1| {
+                let ps: Vec<&[u64]> = terms.iter().map(|(_, _, p)| p.tower(t)).collect();
+                let a_s: Vec<&[u64]> = terms.iter().map(|(a, _, _)| a.tower(t)).collect();
+                let b_s: Vec<&[u64]> = terms.iter().map(|(_, b, _)| b.tower(t)).collect();
+                super::simd::dot_pairs(o0, o1, &ps, &a_s, &b_s, ring.modulus(basis, t));
+            },
+        )
+    }
     /// Divides a polynomial over q_0..q_l (NTT form) by its last prime q_l with rounding,
     /// leaving it over q_0..q_{l-1}: `(c - [c]_{q_l}) / q_l` with the centred remainder (exact
     /// rounding). The CKKS rescale and the key switch's separate rescale at level 0 use it.
@@ -339,5 +388,23 @@ impl Poly<Ntt> {
             let inv = m.inv(ql_mod).unwrap_or(0);
             super::simd::sub_mul_scalar(tower, &r, inv, m);
         });
+    }
+}
+
+/// Writes into `tower` (coefficient form, length N) the residues modulo `m` of a plaintext
+/// given by its scaled coefficients: `coeffs` holds 2 s values (real parts, then imaginary
+/// parts, of an s-slot encoding), rounded, at positions `i * gap` and `N/2 + i * gap` with
+/// gap = N / 2s; every other coefficient is 0.
+pub(crate) fn place_scaled(tower: &mut [u64], coeffs: &[f64], m: &super::Modulus) {
+    let n = tower.len();
+    let slots = (coeffs.len() / 2).max(1);
+    let gap = n / (2 * slots);
+    tower.fill(0);
+    let (re, im) = coeffs.split_at(coeffs.len() / 2);
+    for (i, &c) in re.iter().enumerate() {
+        tower[i * gap] = if c == 0.0 { 0 } else { m.reduce_f64(c) };
+    }
+    for (i, &c) in im.iter().enumerate() {
+        tower[n / 2 + i * gap] = if c == 0.0 { 0 } else { m.reduce_f64(c) };
     }
 }

@@ -67,6 +67,11 @@ pub struct BootstrapConfig {
     pub eval_mod: EvalModConfig,
     /// Evaluate the DFT factors with double hoisting (see `LinearTransform`).
     pub double_hoisting: bool,
+    /// Keep the DFT diagonals compact and rebuild them one prime at a time inside each
+    /// bootstrap (`LinearTransform::with_compact_diagonals`). On by default: measured at
+    /// boot16, 2^13 slots, 2 threads, alternating: 7.7 GB peak instead of 10.1 GB, for about
+    /// 5 % more time (the NTTs of each use).
+    pub compact_matrices: bool,
 }
 
 impl BootstrapConfig {
@@ -79,6 +84,7 @@ impl BootstrapConfig {
             stc_levels: 3,
             eval_mod: EvalModConfig::default(),
             double_hoisting: false,
+            compact_matrices: true,
         }
     }
 }
@@ -174,10 +180,11 @@ fn encode_factor(
     slots: usize,
     diagonals: Diagonals,
     level: usize,
-    double_hoisting: bool,
+    config: &BootstrapConfig,
 ) -> Result<EncodedLinearTransform> {
     LinearTransform::from_diagonals(slots, diagonals.into_iter().map(|(k, d)| (k as i64, d)))?
-        .with_double_hoisting(double_hoisting)
+        .with_double_hoisting(config.double_hoisting)
+        .with_compact_diagonals(config.compact_matrices)
         .encode(encoder, level)
 }
 
@@ -220,7 +227,7 @@ impl Bootstrapper {
         let encode = |f: Vec<Factor>| -> Result<Vec<EncodedLinearTransform>> {
             f.into_iter()
                 .map(|(slots, diagonals, level)| {
-                    encode_factor(&encoder, slots, diagonals, level, config.double_hoisting)
+                    encode_factor(&encoder, slots, diagonals, level, &config)
                 })
                 .collect()
         };

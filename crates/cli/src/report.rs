@@ -1,0 +1,126 @@
+//! The demo's JSON report, typed: every field the README and CI name.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What `volley demo --report` writes.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    /// Test accuracy of the decrypted model.
+    pub he_test_accuracy: f64,
+    /// Test accuracy of the plaintext reference (same algorithm, same iterations).
+    pub plain_test_accuracy: f64,
+    /// Training accuracy of the decrypted model.
+    pub he_train_accuracy: f64,
+    /// Training accuracy of the plaintext reference.
+    pub plain_train_accuracy: f64,
+    /// Fraction of test rows where both models predict the same class.
+    pub prediction_agreement: f64,
+    /// Largest |W_he - W_plain| over the real columns.
+    pub max_abs_weight_error: f64,
+    /// Iterations.
+    pub iterations: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Test rows.
+    pub test_rows: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Schedule name.
+    pub schedule: String,
+    /// Mean key switches per iteration.
+    pub key_switches_per_iteration: u64,
+    /// Key switches of each iteration.
+    pub key_switches_each_iteration: Vec<u64>,
+    /// Key switches of the one-time preparation.
+    pub key_switches_precompute: u64,
+    /// Key switches of the final weight combination.
+    pub key_switches_final: u64,
+    /// Ciphertexts in the upload.
+    pub ciphertexts_uploaded: usize,
+    /// Bytes of the upload (ciphertexts and keys).
+    pub upload_bytes: u64,
+    /// Bytes per ciphertext group and key file.
+    pub upload_bytes_by_group: BTreeMap<String, u64>,
+    /// Rotation (and conjugation) keys uploaded.
+    pub rotation_keys: usize,
+    /// True when the server refreshed its state by bootstrapping.
+    pub bootstrapping: bool,
+    /// Refreshes (each one bootstrap).
+    pub bootstraps: usize,
+    /// Slots of each bootstrap (0 without bootstrapping).
+    pub bootstrap_slots: usize,
+    /// Levels one iteration consumes.
+    pub levels_per_iteration: usize,
+    /// Client key generation (secret and every server key).
+    pub seconds_keygen: f64,
+    /// Packing and encryption of the upload.
+    pub seconds_encrypt: f64,
+    /// The server's whole run (preparation, iterations, refreshes).
+    pub seconds_train: f64,
+    /// The server's one-time preparation (rotated copies of X).
+    pub seconds_train_precompute: f64,
+    /// Mean seconds of one iteration (refreshes excluded).
+    pub seconds_per_iteration: f64,
+    /// Seconds of each iteration.
+    pub seconds_each_iteration: Vec<f64>,
+    /// Seconds in refreshes.
+    pub seconds_bootstrapping: f64,
+    /// Of `seconds_bootstrapping`: packing, bootstrapping, unpacking.
+    pub seconds_refresh_stages: RefreshSeconds,
+    /// Building the bootstrapper once (encoding its matrices).
+    pub seconds_bootstrap_setup: f64,
+    /// Decryption of the model.
+    pub seconds_decrypt: f64,
+    /// Features from images, when the demo extracted them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_features: Option<f64>,
+    /// The whole command.
+    pub seconds_total: f64,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+    /// Worker threads.
+    pub threads: usize,
+    /// The parameters.
+    pub params: ParamsReport,
+    /// Image source, when the demo extracted features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataReport>,
+}
+
+/// Where a refresh's time goes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RefreshSeconds {
+    /// Packing the state into one ciphertext.
+    pub pack: f64,
+    /// The bootstraps.
+    pub bootstrap: f64,
+    /// Unpacking back into the diagonals.
+    pub unpack: f64,
+}
+
+/// The parameter set of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParamsReport {
+    /// Name (preset or generated).
+    pub preset: String,
+    /// log2 N.
+    pub log_n: u32,
+    /// log2 QP.
+    pub log_qp: f64,
+    /// Top level L.
+    pub levels: usize,
+    /// Key-switching digits.
+    pub dnum: usize,
+    /// The 128-bit bound on log QP for this N (none for N outside the table).
+    pub security_bound: Option<u32>,
+}
+
+/// Images the demo extracted features from.
+#[derive(Clone, Debug, Serialize)]
+pub struct DataReport {
+    /// Dataset.
+    pub dataset: String,
+    /// Backbone.
+    pub backbone: String,
+}
