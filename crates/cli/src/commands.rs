@@ -249,6 +249,9 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The manifest of the last upload, in the key directory.
+const UPLOAD_RECORD: &str = "upload.json";
+
 struct KeyDir {
     client: Client,
     schedule: Schedule,
@@ -341,6 +344,13 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
         .encrypt_upload(kd.schedule, &design, kd.iterations, &w0, keys)?;
     sp.set_message("writing");
     save_bundle(&args.out, &bundle)?;
+    // The key directory records what was uploaded: `decrypt` refuses models of other shapes.
+    write_file_atomic(
+        &args.keys.join(UPLOAD_RECORD),
+        serde_json::to_string_pretty(&bundle.manifest)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     sp.finish_and_clear();
     eprintln!(
         "upload bundle: {} ciphertexts, {:.1} MiB, in {}",
@@ -393,6 +403,10 @@ fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
 
 fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     let (manifest, params) = load_manifest(dir)?;
+    // Every shape and count against the parameters before any file is read by them.
+    manifest
+        .validate(&params)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.display())))?;
     let keys_path = dir.join("keys.bin");
     // Streamed one key at a time: with bootstrapping the file is gigabytes.
     let file = std::fs::File::open(&keys_path).map_err(|e| CliError::io(&keys_path, e))?;
@@ -571,10 +585,24 @@ pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
             kd.client.key_id()
         )));
     }
+    let record = args.keys.join(UPLOAD_RECORD);
+    if !record.exists() {
+        return Err(CliError::Msg(format!(
+            "{}: no upload recorded in this key directory (`volley encrypt --keys {}` writes it): nothing to check the model against",
+            record.display(),
+            args.keys.display()
+        )));
+    }
+    let uploaded: Manifest = serde_json::from_slice(&read(&record)?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))?;
+    // Shapes and counts first: nothing from the server sizes anything before this.
+    manifest
+        .validate(kd.client.params())
+        .map_err(|e| CliError::Msg(format!("{}: {e}", args.model.display())))?;
     let path = args.model.join("weights.cts");
     let weights = cts_from_bytes(kd.client.params(), &read(&path)?, &path)?;
     let model = EncryptedModel { manifest, weights };
-    let w = kd.client.decrypt_model(&model)?;
+    let w = kd.client.decrypt_model(&model, &uploaded)?;
     let json = save_weights(&args.out, &w, model.manifest.geometry.d)?;
     eprintln!(
         "weights written to {} and {}",
@@ -715,7 +743,7 @@ pub fn demo_on_table(
     pb.finish_and_clear();
     let seconds_train = t2.elapsed().as_secs_f64();
     let t3 = Instant::now();
-    let w_he = client.decrypt_model(&model)?;
+    let w_he = client.decrypt_model(&model, &bundle.manifest)?;
     let seconds_decrypt = t3.elapsed().as_secs_f64();
     let w_plain = train_plain(&design, args_iters, &w0);
     let rows = test_rows(&test_t);

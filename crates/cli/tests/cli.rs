@@ -435,3 +435,203 @@ fn demo_on_paper_features_meets_acceptance() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rewrites one field of a manifest (`path` of JSON keys) in a copy of `dir`.
+fn tamper(dir: &Path, to: &Path, path: &[&str], value: serde_json::Value) {
+    copy_dir(dir, to);
+    let f = to.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+    let mut cur = &mut m;
+    for k in &path[..path.len() - 1] {
+        cur = cur.get_mut(*k).unwrap();
+    }
+    cur[path[path.len() - 1]] = value;
+    std::fs::write(&f, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+/// Every shape in a manifest is checked before it sizes anything, on both sides: tampered
+/// upload manifests stop `train`, tampered model manifests stop `decrypt`, each with one
+/// clean error line and no output (these cases hung, panicked or were trained before).
+#[test]
+fn tampered_manifests_are_refused() {
+    let dir = tmpdir("tamper");
+    let csv = write_csv(&dir, 24);
+    let (keys, bundle, model) = (dir.join("keys"), dir.join("bundle"), dir.join("model"));
+    assert!(
+        volley(&["keygen", "--keys", p(&keys), "--iters", "1"])
+            .status
+            .success()
+    );
+    let w = dir.join("w.csv");
+    let out = volley(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--out",
+        p(&bundle),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--out",
+        p(&w),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let upload_cases: [(&str, &[&str], serde_json::Value); 6] = [
+        (
+            "slots",
+            &["geometry", "slots"],
+            serde_json::json!(1u64 << 40),
+        ),
+        ("classes", &["geometry", "c"], serde_json::json!(1_000_000)),
+        (
+            "rows",
+            &["geometry", "n"],
+            serde_json::json!(1_000_000_000_000u64),
+        ),
+        ("width", &["geometry", "d"], serde_json::json!(100_000)),
+        ("count", &["ciphertexts", "x"], serde_json::json!(1_000_000)),
+        ("version", &["version"], serde_json::json!(99)),
+    ];
+    for (name, path, value) in upload_cases {
+        let b = dir.join(format!("bundle-{name}"));
+        tamper(&bundle, &b, path, value);
+        let m = dir.join(format!("model-{name}"));
+        let t0 = std::time::Instant::now();
+        assert_fails(
+            &volley(&["train", "--bundle", p(&b), "--out", p(&m)]),
+            "manifest",
+        );
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "{name}: refused only after {:?}",
+            t0.elapsed()
+        );
+        assert!(!m.exists(), "{name}");
+    }
+    let model_cases: [(&str, &[&str], serde_json::Value, &str); 5] = [
+        (
+            "wide",
+            &["geometry", "d"],
+            serde_json::json!(100_000),
+            "manifest",
+        ),
+        (
+            "classes",
+            &["geometry", "c"],
+            serde_json::json!(1_000_000),
+            "manifest",
+        ),
+        (
+            "one-column",
+            &["geometry", "d"],
+            serde_json::json!(1),
+            "manifest",
+        ),
+        (
+            "slots",
+            &["geometry", "slots"],
+            serde_json::json!(1u64 << 40),
+            "manifest",
+        ),
+        ("key", &["key_id"], serde_json::json!("00"), "key"),
+    ];
+    for (name, path, value, needle) in model_cases {
+        let m = dir.join(format!("tampered-model-{name}"));
+        tamper(&model, &m, path, value);
+        let out_w = dir.join(format!("w-{name}.csv"));
+        assert_fails(
+            &volley(&[
+                "decrypt",
+                "--keys",
+                p(&keys),
+                "--model",
+                p(&m),
+                "--out",
+                p(&out_w),
+            ]),
+            needle,
+        );
+        assert!(!out_w.exists(), "{name}");
+    }
+    // A consistent model of other shapes (an upload of 8 rows): refused against the record.
+    let (b2, m2) = (dir.join("bundle-8"), dir.join("model-8"));
+    let keys2 = dir.join("keys-copy");
+    copy_dir(&keys, &keys2);
+    let out = volley(&[
+        "encrypt",
+        "--keys",
+        p(&keys2),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..8",
+        "--out",
+        p(&b2),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        volley(&["train", "--bundle", p(&b2), "--out", p(&m2)])
+            .status
+            .success()
+    );
+    let out_w = dir.join("w-8.csv");
+    assert_fails(
+        &volley(&[
+            "decrypt",
+            "--keys",
+            p(&keys),
+            "--model",
+            p(&m2),
+            "--out",
+            p(&out_w),
+        ]),
+        "upload",
+    );
+    assert!(!out_w.exists());
+    // Keys whose upload record is missing have nothing to check a model against.
+    let keys3 = dir.join("keys-no-record");
+    copy_dir(&keys, &keys3);
+    std::fs::remove_file(keys3.join("upload.json")).unwrap();
+    assert_fails(
+        &volley(&[
+            "decrypt",
+            "--keys",
+            p(&keys3),
+            "--model",
+            p(&model),
+            "--out",
+            p(&out_w),
+        ]),
+        "no upload recorded",
+    );
+    assert!(!out_w.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,6 +39,44 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Checks every field against `params` before anything is sized by it (the server gets
+    /// the manifest from the client, the client gets it back from the server): the format
+    /// version, the fingerprint and literal of `params`, the geometry against the one n, c
+    /// and d give on these parameters (so `slots` is N/2 and every derived shape follows), the
+    /// ciphertext counts against the geometry, and at least one iteration.
+    pub fn validate(&self, params: &Params) -> crate::Result<()> {
+        let bad = |msg: String| Err(crate::TrainError::Mismatch(format!("manifest: {msg}")));
+        if self.version != BUNDLE_VERSION {
+            return bad(format!(
+                "format version {} (this build reads {BUNDLE_VERSION})",
+                self.version
+            ));
+        }
+        if self.fingerprint != params.fingerprint_hex() || &self.params != params.literal() {
+            return bad("made for other parameters than its params.bin".into());
+        }
+        if self.iterations == 0 {
+            return bad("zero iterations".into());
+        }
+        let g = &self.geometry;
+        let want = Geometry::new(self.schedule, g.n, g.c, g.d, params.max_slots())
+            .map_err(|e| crate::TrainError::Mismatch(format!("manifest: geometry: {e}")))?;
+        if want != *g {
+            return bad(format!(
+                "geometry {g:?} is not what n = {}, c = {} and d = {} give on these parameters ({want:?})",
+                g.n, g.c, g.d
+            ));
+        }
+        let counts = expected_counts(self.schedule, g);
+        if self.ciphertexts != counts {
+            return bad(format!(
+                "ciphertext counts {:?}, the geometry needs {counts:?}",
+                self.ciphertexts
+            ));
+        }
+        Ok(())
+    }
+
     /// Total ciphertexts.
     pub fn ciphertext_count(&self) -> usize {
         self.ciphertexts.values().sum()
@@ -47,6 +85,35 @@ impl Manifest {
     /// Total bytes (ciphertexts and keys).
     pub fn total_bytes(&self) -> u64 {
         self.bytes.values().sum()
+    }
+}
+
+/// The ciphertext groups of an upload and their sizes for a schedule and geometry.
+pub fn expected_counts(
+    schedule: Schedule,
+    g: &Geometry,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("x".to_string(), g.row_cts);
+    m.insert("y".to_string(), g.row_cts);
+    match schedule {
+        Schedule::Diagonal => {
+            m.insert("xb".to_string(), g.row_cts);
+            m.insert("w0".to_string(), g.diagonals);
+        }
+        Schedule::Paper => {
+            m.insert("b".to_string(), 1);
+            m.insert("w0".to_string(), 1);
+        }
+    }
+    m
+}
+
+/// Weight ciphertexts of a model: the diagonals, or one row-packed ciphertext.
+pub fn model_ciphertexts(schedule: Schedule, g: &Geometry) -> usize {
+    match schedule {
+        Schedule::Diagonal => g.diagonals,
+        Schedule::Paper => 1,
     }
 }
 

@@ -2,7 +2,7 @@
 //! The secret key never leaves this module's types.
 
 use crate::algorithm::Weights;
-use crate::bundle::{BUNDLE_VERSION, EncryptedModel, Manifest, UploadBundle};
+use crate::bundle::{BUNDLE_VERSION, EncryptedModel, Manifest, UploadBundle, model_ciphertexts};
 use crate::data::Design;
 use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
@@ -267,8 +267,11 @@ impl Client {
         })
     }
 
-    /// Decrypts the trained weights; refuses a model made under another key.
-    pub fn decrypt_model(&self, model: &EncryptedModel) -> Result<Weights> {
+    /// Decrypts the trained weights. Trusts nothing the server sent: refuses a model made
+    /// under another key, a manifest that does not validate against the parameters, shapes
+    /// other than those of `uploaded` (the manifest of what this client uploaded), and a
+    /// weight-ciphertext count or slot count other than those shapes imply.
+    pub fn decrypt_model(&self, model: &EncryptedModel, uploaded: &Manifest) -> Result<Weights> {
         if model.manifest.fingerprint != self.params.fingerprint_hex()
             || model.manifest.key_id != self.key_id
         {
@@ -279,7 +282,37 @@ impl Client {
                 self.key_id
             )));
         }
+        model.manifest.validate(&self.params)?;
+        let (m, u) = (&model.manifest, uploaded);
+        if m.schedule != u.schedule
+            || m.geometry != u.geometry
+            || m.key_id != u.key_id
+            || m.fingerprint != u.fingerprint
+            || m.bootstrapping != u.bootstrapping
+        {
+            return Err(TrainError::Mismatch(format!(
+                "the model's manifest ({} schedule, {:?}) is not the upload's ({} schedule, {:?})",
+                m.schedule.name(),
+                m.geometry,
+                u.schedule.name(),
+                u.geometry
+            )));
+        }
         let g = model.manifest.geometry;
+        let want = model_ciphertexts(m.schedule, &g);
+        if model.weights.len() != want {
+            return Err(TrainError::Mismatch(format!(
+                "the model has {} weight ciphertexts, its shapes need {want}",
+                model.weights.len()
+            )));
+        }
+        if let Some(ct) = model.weights.iter().find(|ct| ct.slots() != g.slots) {
+            return Err(TrainError::Mismatch(format!(
+                "a weight ciphertext of {} slots, the shapes need {}",
+                ct.slots(),
+                g.slots
+            )));
+        }
         let enc = Encoder::new(self.params.clone());
         let decoded: Vec<Vec<f64>> = model
             .weights

@@ -92,10 +92,33 @@ impl Geometry {
         if n == 0 {
             return Err(TrainError::Data("no training rows".into()));
         }
+        if c == 0 || d == 0 {
+            return Err(TrainError::Data(format!(
+                "{c} classes and {d} columns: at least one of each is needed"
+            )));
+        }
+        if !slots.is_power_of_two() {
+            return Err(TrainError::Data(format!(
+                "{slots} slots is not a power of two"
+            )));
+        }
+        // Checked: the shapes may come from a manifest (c or d of 10^12 must be refused,
+        // not overflow).
+        let too_big = || {
+            TrainError::Capacity(format!(
+                "{c} classes and {d} columns do not fit in the {slots} slots of a ciphertext"
+            ))
+        };
+        if c > slots || d > slots {
+            return Err(too_big());
+        }
         let (d_hat, diagonals) = match schedule {
             Schedule::Diagonal => {
                 let n_o = c.next_power_of_two();
-                ((d + n_o - 1).next_power_of_two().max(n_o), n_o)
+                let width = (d + n_o - 1)
+                    .checked_next_power_of_two()
+                    .ok_or_else(too_big)?;
+                (width.max(n_o), n_o)
             }
             Schedule::Paper => (d.next_power_of_two(), 1),
         };

@@ -57,11 +57,8 @@ pub fn train(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(EncryptedModel, TrainStats)> {
     let m = &bundle.manifest;
-    if bundle.params.fingerprint_hex() != m.fingerprint {
-        return Err(TrainError::Mismatch(
-            "the bundle's parameters do not match its manifest fingerprint".into(),
-        ));
-    }
+    // Every shape is checked against the parameters before it sizes anything.
+    m.validate(&bundle.params)?;
     if iterations == 0 {
         return Err(TrainError::Data("at least one iteration is needed".into()));
     }

@@ -84,7 +84,7 @@ fn run_with(
         .unwrap();
     let (model, stats) = train(&bundle, iterations, &mut |_| {}).unwrap();
     assert_eq!(stats.key_switches_per_iteration.len(), iterations);
-    let w_he = client.decrypt_model(&model).unwrap();
+    let w_he = client.decrypt_model(&model, &bundle.manifest).unwrap();
     let design_g = Design::new(&table, c, g.d_hat).unwrap();
     let w_plain = train_plain(&design_g, iterations, &w0);
     let err = max_abs_difference(&w_he, &w_plain, design.d);
@@ -112,7 +112,7 @@ fn run_with(
         bootstrapping,
     )
     .unwrap();
-    assert!(other.decrypt_model(&model).is_err());
+    assert!(other.decrypt_model(&model, &bundle.manifest).is_err());
     stats
 }
 
