@@ -4,6 +4,7 @@
 use crate::files::{
     cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic,
 };
+use crate::plot::{CurvePoint, learning_curve_png};
 use crate::report::{DataReport, DemoReport, ParamsReport, RefreshSeconds};
 use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::collections::BTreeMap;
@@ -466,6 +467,10 @@ pub struct TrainArgs {
     /// Iterations (default: what the bundle was made for, or 2).
     #[arg(long)]
     pub iters: Option<usize>,
+    /// Also write the encrypted model every K iterations (and after the last) into
+    /// `OUT/snapshots/`, for the client's learning curve and model selection.
+    #[arg(long, value_name = "K")]
+    pub snapshot_every: Option<usize>,
     /// Train the plaintext reference of the same algorithm instead (needs --features).
     #[arg(long)]
     pub plaintext: bool,
@@ -530,9 +535,25 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     let bundle = load_bundle(dir)?;
     let iters = args.iters.unwrap_or(bundle.manifest.iterations);
     let (pb, mut cb) = progress_callback(ui, iters);
-    let (model, stats) = server::train(&bundle, iters, &mut cb)?;
-    pb.finish_and_clear();
+    let mut stats = None;
+    // The model directory is filled while training (snapshots as they come) and renamed
+    // into place only when everything is written.
     write_dir_atomic(&args.out, |tmp| {
+        let snaps = tmp.join(SNAPSHOT_DIR);
+        if args.snapshot_every.is_some() {
+            std::fs::create_dir_all(&snaps).map_err(|e| CliError::io(&snaps, e))?;
+        }
+        let mut sink = |k: usize, w: Vec<volley_ckks::Ciphertext>| -> volley_train::Result<()> {
+            let path = snaps.join(snapshot_file(k));
+            std::fs::write(&path, cts_to_bytes(&w)).map_err(|e| volley_train::TrainError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        };
+        let (model, st) =
+            server::train_with_snapshots(&bundle, iters, args.snapshot_every, &mut cb, &mut sink)?;
+        pb.finish_and_clear();
+        stats = Some(st);
         write(
             &tmp.join("manifest.json"),
             serde_json::to_string_pretty(&model.manifest)
@@ -545,13 +566,46 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         )?;
         write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))
     })?;
+    let stats = stats.unwrap_or_default();
     eprintln!(
-        "encrypted model written to {} ({} iterations, key switches per iteration {:?})",
+        "encrypted model written to {} ({} iterations, {} bootstraps, key switches per iteration {:?})",
         args.out.display(),
         iters,
+        stats.bootstraps,
         stats.key_switches_per_iteration
     );
     Ok(())
+}
+
+/// Snapshot subdirectory of a model directory.
+const SNAPSHOT_DIR: &str = "snapshots";
+
+/// File of the snapshot after `k` iterations.
+fn snapshot_file(k: usize) -> String {
+    format!("iter-{k:06}.cts")
+}
+
+/// The snapshots of a model directory, by iteration (validated names, sorted). The
+/// iteration numbers are checked against the model's manifest by the caller.
+fn list_snapshots(model: &Path) -> Result<Vec<(usize, PathBuf)>, CliError> {
+    let dir = model.join(SNAPSHOT_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| CliError::io(&dir, e))? {
+        let entry = entry.map_err(|e| CliError::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let k = name
+            .strip_prefix("iter-")
+            .and_then(|r| r.strip_suffix(".cts"))
+            .filter(|d| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<usize>().ok())
+            .ok_or_else(|| CliError::Msg(format!("{}: unexpected file {name:?}", dir.display())))?;
+        out.push((k, entry.path()));
+    }
+    out.sort();
+    Ok(out)
 }
 
 // ----- decrypt -----
@@ -568,45 +622,226 @@ pub struct DecryptArgs {
     /// Weights CSV to write (a JSON copy is written next to it).
     #[arg(long)]
     pub out: PathBuf,
+    /// Model selection: score every snapshot on these labelled rows (the data owner's own
+    /// validation rows, with --select-rows) and write the best instead of the last.
+    #[arg(long, value_name = "FEATURES")]
+    pub select_features: Option<PathBuf>,
+    /// Rows of --select-features to score on (START..END; default all).
+    #[arg(long, requires = "select_features")]
+    pub select_rows: Option<String>,
 }
 
-/// Decrypts the model.
-pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
-    let kd = load_keys(&args.keys)?;
-    let (manifest, params) = load_manifest(&args.model)?;
+/// The model directory's manifest and weights, checked against the key directory's record
+/// of the upload (nothing the server sent sizes anything before the checks).
+fn load_model_checked(
+    kd: &KeyDir,
+    keys_dir: &Path,
+    model: &Path,
+) -> Result<(Manifest, Manifest), CliError> {
+    let (manifest, params) = load_manifest(model)?;
     if manifest.key_id != kd.client.key_id()
         || params.fingerprint() != kd.client.params().fingerprint()
     {
         return Err(CliError::Msg(format!(
             "{}: this model was trained for key {} but {} holds key {}: decrypt it with its own key directory",
-            args.model.display(),
+            model.display(),
             manifest.key_id,
-            args.keys.display(),
+            keys_dir.display(),
             kd.client.key_id()
         )));
     }
-    let record = args.keys.join(UPLOAD_RECORD);
+    let record = keys_dir.join(UPLOAD_RECORD);
     if !record.exists() {
         return Err(CliError::Msg(format!(
             "{}: no upload recorded in this key directory (`volley encrypt --keys {}` writes it): nothing to check the model against",
             record.display(),
-            args.keys.display()
+            keys_dir.display()
         )));
     }
     let uploaded: Manifest = serde_json::from_slice(&read(&record)?)
         .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))?;
-    // Shapes and counts first: nothing from the server sizes anything before this.
     manifest
         .validate(kd.client.params())
-        .map_err(|e| CliError::Msg(format!("{}: {e}", args.model.display())))?;
-    let path = args.model.join("weights.cts");
-    let weights = cts_from_bytes(kd.client.params(), &read(&path)?, &path)?;
-    let model = EncryptedModel { manifest, weights };
-    let w = kd.client.decrypt_model(&model, &uploaded)?;
-    let json = save_weights(&args.out, &w, model.manifest.geometry.d)?;
+        .map_err(|e| CliError::Msg(format!("{}: {e}", model.display())))?;
+    Ok((manifest, uploaded))
+}
+
+/// Decrypts one weights file of a model.
+fn decrypt_file(
+    kd: &KeyDir,
+    manifest: &Manifest,
+    uploaded: &Manifest,
+    path: &Path,
+) -> Result<Weights, CliError> {
+    let weights = cts_from_bytes(kd.client.params(), &read(path)?, path)?;
+    let model = EncryptedModel {
+        manifest: manifest.clone(),
+        weights,
+    };
+    Ok(kd.client.decrypt_model(&model, uploaded)?)
+}
+
+/// Decrypts the model (or, with --select-features, every snapshot, and keeps the best).
+pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
+    if args.select_features.is_some() {
+        return decrypt_select(args);
+    }
+    let kd = load_keys(&args.keys)?;
+    let (manifest, uploaded) = load_model_checked(&kd, &args.keys, &args.model)?;
+    let w = decrypt_file(&kd, &manifest, &uploaded, &args.model.join("weights.cts"))?;
+    let json = save_weights(&args.out, &w, manifest.geometry.d)?;
     eprintln!(
         "weights written to {} and {}",
         args.out.display(),
+        json.display()
+    );
+    Ok(())
+}
+
+/// Scores every snapshot on the client's rows and writes the best (the earliest of equals).
+fn decrypt_select(args: &DecryptArgs) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let (manifest, uploaded) = load_model_checked(&kd, &args.keys, &args.model)?;
+    let features = args
+        .select_features
+        .as_ref()
+        .ok_or_else(|| CliError::Msg("--select-features is required".into()))?;
+    let all = load_features(features)?;
+    let t = rows_or_all(&all, args.select_rows.as_deref())?;
+    check_width(manifest.geometry.d, &t)?;
+    let snaps = list_snapshots(&args.model)?;
+    if snaps.is_empty() {
+        return Err(CliError::Msg(format!(
+            "{}: no snapshots (train with --snapshot-every K)",
+            args.model.display()
+        )));
+    }
+    let rows = test_rows(&t);
+    let mut scores = Vec::new();
+    let mut best: Option<(f64, usize, Weights)> = None;
+    for (k, path) in &snaps {
+        let w = decrypt_file(&kd, &manifest, &uploaded, path)?;
+        let acc = accuracy(&w, &rows, &t.labels);
+        scores.push(serde_json::json!({"iteration": k, "accuracy": acc}));
+        if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+            best = Some((acc, *k, w));
+        }
+    }
+    let (acc, k, w) = best.ok_or_else(|| CliError::Msg("no snapshot".into()))?;
+    let json = save_weights(&args.out, &w, manifest.geometry.d)?;
+    let scores_path = args.out.with_extension("snapshots.json");
+    write_file_atomic(
+        &scores_path,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "selected_iteration": k, "selected_accuracy": acc, "rows": t.rows(), "snapshots": scores,
+        }))
+        .unwrap_or_default()
+        .as_bytes(),
+    )?;
+    eprintln!(
+        "best of {} snapshots: iteration {k}, accuracy {acc:.4} on {} rows; weights written to {} and {}, scores to {}",
+        snaps.len(),
+        t.rows(),
+        args.out.display(),
+        json.display(),
+        scores_path.display()
+    );
+    Ok(())
+}
+
+// ----- report -----
+
+/// `volley report`: the learning curve of a model trained with --snapshot-every.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Key directory (the client's: decrypts the snapshots).
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Model directory with snapshots.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Feature file holding the training and test rows.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// The rows the model was trained on (for the plaintext reference).
+    #[arg(long)]
+    pub train_rows: String,
+    /// Rows to measure test accuracy on.
+    #[arg(long)]
+    pub test_rows: String,
+    /// The initial weight the upload used.
+    #[arg(long, default_value_t = 0.0)]
+    pub init: f64,
+    /// PNG to draw the curve into (its points go to the same name with .json).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Decrypts every snapshot, scores it and the plaintext reference of the same iterations
+/// on the test rows, and draws the curve.
+pub fn report(args: &ReportArgs) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let (manifest, uploaded) = load_model_checked(&kd, &args.keys, &args.model)?;
+    let all = load_features(&args.features)?;
+    let train_t = all.select(&parse_range(&args.train_rows)?)?;
+    let test_t = all.select(&parse_range(&args.test_rows)?)?;
+    check_width(manifest.geometry.d, &test_t)?;
+    let g = manifest.geometry;
+    if train_t.rows() != g.n {
+        return Err(CliError::Msg(format!(
+            "--train-rows has {} rows, the model was trained on {}",
+            train_t.rows(),
+            g.n
+        )));
+    }
+    let design = Design::new(&train_t, g.c, g.d_hat)?;
+    let w0 = Weights::constant(g.c, design.d, g.d_hat, args.init);
+    let rows = test_rows(&test_t);
+    let mut points = Vec::new();
+    for (k, path) in list_snapshots(&args.model)? {
+        if k == 0 || k > 1_000_000 {
+            return Err(CliError::Msg(format!(
+                "{}: snapshot of {k} iterations",
+                path.display()
+            )));
+        }
+        let w = decrypt_file(&kd, &manifest, &uploaded, &path)?;
+        let plain = train_plain(&design, k, &w0);
+        points.push(CurvePoint {
+            iteration: k,
+            he_test_accuracy: accuracy(&w, &rows, &test_t.labels),
+            plain_test_accuracy: accuracy(&plain, &rows, &test_t.labels),
+        });
+    }
+    if points.is_empty() {
+        return Err(CliError::Msg(format!(
+            "{}: no snapshots (train with --snapshot-every K)",
+            args.model.display()
+        )));
+    }
+    write_curve(&args.out, &points, g.n, test_t.rows())?;
+    Ok(())
+}
+
+/// Writes the curve's PNG and, beside it, its points as JSON.
+fn write_curve(
+    png: &Path,
+    points: &[CurvePoint],
+    train_rows: usize,
+    test_rows: usize,
+) -> Result<(), CliError> {
+    let title = format!("Learning curve: {train_rows} training rows, {test_rows} test rows");
+    learning_curve_png(png, points, &title)?;
+    let json = png.with_extension("json");
+    write_file_atomic(
+        &json,
+        serde_json::to_string_pretty(&serde_json::json!({ "points": points }))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    eprintln!(
+        "learning curve written to {} and {}",
+        png.display(),
         json.display()
     );
     Ok(())
@@ -683,9 +918,13 @@ pub struct DemoArgs {
     /// Initial weight.
     #[arg(long, default_value_t = 0.0)]
     pub init: f64,
-    /// JSON report file.
+    /// JSON report file (with snapshots, the learning curve is drawn beside it as .png).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Decrypt and score the model every K iterations (and after the last): the learning
+    /// curve of the report.
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub snapshot_every: usize,
 }
 
 /// Everything the demo measured.
@@ -707,6 +946,8 @@ pub struct DemoPlan<'a> {
     pub classes: Option<usize>,
     /// Initial weight.
     pub init: f64,
+    /// Snapshot period (None: only the final model).
+    pub snapshot_every: Option<usize>,
 }
 
 /// Runs keygen, encrypt, train, decrypt and evaluation in one process on a features table.
@@ -739,14 +980,31 @@ pub fn demo_on_table(
     sp.finish_and_clear();
     let t2 = Instant::now();
     let (pb, mut cb) = progress_callback(ui, args_iters);
-    let (model, stats): (EncryptedModel, TrainStats) = server::train(&bundle, args_iters, &mut cb)?;
+    let w_plain_at = |k: usize| train_plain(&design, k, &w0);
+    let rows = test_rows(&test_t);
+    // The client's side of each snapshot, in process: decrypt, score, keep only the numbers.
+    let mut points: Vec<CurvePoint> = Vec::new();
+    let mut sink = |k: usize, w: Vec<volley_ckks::Ciphertext>| -> volley_train::Result<()> {
+        let model = EncryptedModel {
+            manifest: bundle.manifest.clone(),
+            weights: w,
+        };
+        let w_he = client.decrypt_model(&model, &bundle.manifest)?;
+        points.push(CurvePoint {
+            iteration: k,
+            he_test_accuracy: accuracy(&w_he, &rows, &test_t.labels),
+            plain_test_accuracy: accuracy(&w_plain_at(k), &rows, &test_t.labels),
+        });
+        Ok(())
+    };
+    let (model, stats): (EncryptedModel, TrainStats) =
+        server::train_with_snapshots(&bundle, args_iters, plan.snapshot_every, &mut cb, &mut sink)?;
     pb.finish_and_clear();
     let seconds_train = t2.elapsed().as_secs_f64();
     let t3 = Instant::now();
     let w_he = client.decrypt_model(&model, &bundle.manifest)?;
     let seconds_decrypt = t3.elapsed().as_secs_f64();
-    let w_plain = train_plain(&design, args_iters, &w0);
-    let rows = test_rows(&test_t);
+    let w_plain = w_plain_at(args_iters);
     let train_rows_v = test_rows(&train_t);
     let he_acc = accuracy(&w_he, &rows, &test_t.labels);
     let plain_acc = accuracy(&w_plain, &rows, &test_t.labels);
@@ -808,6 +1066,7 @@ pub fn demo_on_table(
             security_bound: client.params().security_bound(),
         },
         data: None,
+        snapshots: points,
     };
     Ok(DemoOutcome { report })
 }
@@ -857,6 +1116,7 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
         schedule,
         classes: args.classes,
         init: args.init,
+        snapshot_every: Some(args.snapshot_every),
     };
     let mut out = demo_on_table(&all, &plan, threads, ui)?;
     if let Some(s) = seconds_features {
@@ -868,6 +1128,16 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
     }
     out.report.seconds_total = t.elapsed().as_secs_f64();
     out.report.peak_rss_bytes = peak_rss_bytes();
+    if let Some(path) = &args.report {
+        if out.report.snapshots.len() > 1 {
+            write_curve(
+                &path.with_extension("png"),
+                &out.report.snapshots,
+                out.report.train_rows,
+                out.report.test_rows,
+            )?;
+        }
+    }
     finish_report(&out.report, args.report.as_deref())
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod commands;
 mod features;
 mod files;
+mod plot;
 mod report;
 mod util;
 
@@ -50,6 +51,8 @@ enum Command {
     Features(features::FeaturesArgs),
     /// All roles in one process: keygen, encrypt, train, decrypt, evaluate; JSON report.
     Demo(commands::DemoArgs),
+    /// Client: the learning curve of a model trained with --snapshot-every (PNG and JSON).
+    Report(commands::ReportArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -81,6 +84,7 @@ fn main() {
         Command::Decrypt(a) => commands::decrypt(a),
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Demo(a) => commands::demo(a, threads, ui),
+        Command::Report(a) => commands::report(a),
         Command::Features(a) => {
             let mut a = a.clone();
             a.threads = Some(threads);

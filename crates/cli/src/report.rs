@@ -86,6 +86,9 @@ pub struct DemoReport {
     /// Image source, when the demo extracted features.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataReport>,
+    /// The learning curve: test accuracy of each decrypted snapshot and of the plaintext
+    /// reference after the same iterations.
+    pub snapshots: Vec<crate::plot::CurvePoint>,
 }
 
 /// Where a refresh's time goes.

@@ -635,3 +635,148 @@ fn tampered_manifests_are_refused() {
     assert!(!out_w.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Snapshots through the binary: `train --snapshot-every`, the client's model selection on
+/// its own rows (`decrypt --select-features`), and `report`'s learning curve (PNG + JSON,
+/// the decrypted models' accuracies equal to the plaintext reference's).
+#[test]
+fn snapshots_model_selection_and_learning_curve() {
+    let dir = tmpdir("snapshots");
+    let csv = write_csv(&dir, 24);
+    let (keys, bundle, model) = (dir.join("keys"), dir.join("bundle"), dir.join("model"));
+    assert!(
+        volley(&["keygen", "--keys", p(&keys), "--iters", "3"])
+            .status
+            .success()
+    );
+    let out = volley(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--out",
+        p(&bundle),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = volley(&[
+        "train",
+        "--bundle",
+        p(&bundle),
+        "--out",
+        p(&model),
+        "--snapshot-every",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(model.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["iter-000002.cts", "iter-000003.cts"]);
+    let w = dir.join("best.csv");
+    let out = volley(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--out",
+        p(&w),
+        "--select-features",
+        p(&csv),
+        "--select-rows",
+        "16..24",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scores: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("best.snapshots.json")).unwrap()).unwrap();
+    assert_eq!(scores["snapshots"].as_array().unwrap().len(), 2, "{scores}");
+    assert!(w.exists());
+    let png = dir.join("curve.png");
+    let out = volley(&[
+        "report",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--test-rows",
+        "16..24",
+        "--out",
+        p(&png),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let curve: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("curve.json")).unwrap()).unwrap();
+    let points = curve["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for pt in points {
+        assert_eq!(pt["he_test_accuracy"], pt["plain_test_accuracy"], "{pt}");
+    }
+    // A snapshot file the server named oddly is refused, not guessed at.
+    std::fs::write(model.join("snapshots").join("notes.txt"), b"x").unwrap();
+    assert_fails(
+        &volley(&[
+            "report",
+            "--keys",
+            p(&keys),
+            "--model",
+            p(&model),
+            "--features",
+            p(&csv),
+            "--train-rows",
+            "0..16",
+            "--test-rows",
+            "16..24",
+            "--out",
+            p(&dir.join("c2.png")),
+        ]),
+        "unexpected file",
+    );
+    // Selection without snapshots is a clear error.
+    let plain_model = dir.join("model-plain");
+    assert!(
+        volley(&["train", "--bundle", p(&bundle), "--out", p(&plain_model)])
+            .status
+            .success()
+    );
+    assert_fails(
+        &volley(&[
+            "decrypt",
+            "--keys",
+            p(&keys),
+            "--model",
+            p(&plain_model),
+            "--out",
+            p(&dir.join("x.csv")),
+            "--select-features",
+            p(&csv),
+        ]),
+        "no snapshots",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -50,12 +50,41 @@ pub struct TrainStats {
     pub op_counts: OpCounts,
 }
 
-/// Trains `iterations` iterations (at most what the bundle was keyed for).
+/// Receives the encrypted model after some iterations (see [`train_with_snapshots`]).
+pub type SnapshotSink<'a> = dyn FnMut(usize, Vec<Ciphertext>) -> Result<()> + 'a;
+
+/// Trains `iterations` iterations (any number with bootstrapping; without, at most what
+/// the parameters hold).
 pub fn train(
     bundle: &UploadBundle,
     iterations: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(EncryptedModel, TrainStats)> {
+    train_with_snapshots(bundle, iterations, None, progress, &mut |_, _| Ok(()))
+}
+
+/// [`train`], handing the encrypted model after every `every` iterations and after the
+/// last to `sink` (iterations done, weight ciphertexts in the model's layout, at level 0),
+/// as soon as it exists: the caller writes it out or decrypts it, so memory does not grow
+/// with the number of snapshots. The server never sees a decrypted value; the data owner
+/// decrypts the snapshots and picks the model (early stopping on its own validation rows).
+pub fn train_with_snapshots(
+    bundle: &UploadBundle,
+    iterations: usize,
+    every: Option<usize>,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut SnapshotSink<'_>,
+) -> Result<(EncryptedModel, TrainStats)> {
+    if every == Some(0) {
+        return Err(TrainError::Data(
+            "--snapshot-every must be at least 1".into(),
+        ));
+    }
+    let mut snapshot = Snapshots {
+        every,
+        iterations,
+        sink,
+    };
     let m = &bundle.manifest;
     // Every shape is checked against the parameters before it sizes anything.
     m.validate(&bundle.params)?;
@@ -89,8 +118,10 @@ pub fn train(
         g: m.geometry,
     };
     let (weights, stats) = match m.schedule {
-        Schedule::Diagonal => diagonal::train(&ctx, bundle, &plan, iterations, progress)?,
-        Schedule::Paper => paper::train(&ctx, bundle, iterations, progress)?,
+        Schedule::Diagonal => {
+            diagonal::train(&ctx, bundle, &plan, iterations, progress, &mut snapshot)?
+        }
+        Schedule::Paper => paper::train(&ctx, bundle, iterations, progress, &mut snapshot)?,
     };
     Ok((
         EncryptedModel {
@@ -99,6 +130,30 @@ pub fn train(
         },
         stats,
     ))
+}
+
+/// Where snapshots go and when.
+struct Snapshots<'s, 'a> {
+    every: Option<usize>,
+    iterations: usize,
+    sink: &'s mut SnapshotSink<'a>,
+}
+
+impl Snapshots<'_, '_> {
+    /// True when the model of `k` iterations is wanted.
+    fn due(&self, k: usize) -> bool {
+        self.every
+            .is_some_and(|e| k == self.iterations || k % e == 0)
+    }
+
+    /// Hands the model of `k` iterations, dropped to level 0, to the sink.
+    fn send(&mut self, k: usize, w: &[Ciphertext], eval: &Evaluator) -> Result<()> {
+        let low = w
+            .iter()
+            .map(|ct| eval.drop_to_level(ct, 0))
+            .collect::<volley_ckks::Result<_>>()?;
+        (self.sink)(k, low)
+    }
 }
 
 struct Ctx<'a> {
@@ -264,6 +319,7 @@ mod diagonal {
         plan: &LevelPlan,
         iterations: usize,
         progress: &mut dyn FnMut(Progress),
+        snapshot: &mut Snapshots<'_, '_>,
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
         let x = bundle.group("x", g.row_cts)?;
@@ -410,21 +466,42 @@ mod diagonal {
             stats
                 .seconds_per_iteration
                 .push(t_start.elapsed().as_secs_f64());
+            if t + 1 < iterations && snapshot.due(t + 1) {
+                if let Some(vp) = &v_prev {
+                    snapshot.send(t + 1, &weights_of(ctx, &v, vp, step.eta, s_e)?, eval)?;
+                }
+            }
             progress(Progress::Iteration(t + 1, iterations));
         }
-        // W_T = (1 - eta_{T-1}) V_T + eta_{T-1} V_{T-1}.
         let before = eval.op_counts();
         let last = consts[iterations - 1].eta;
         let vp = v_prev.ok_or_else(|| TrainError::Data("no iterations".into()))?;
-        let level = v[0].level() - 1;
-        let w: Vec<Ciphertext> = v
-            .iter()
-            .zip(&vp)
-            .map(|(a, b)| ctx.combine(a, 1.0 - last, Some((b, last)), s_e, level))
-            .collect::<Result<_>>()?;
+        let w = weights_of(ctx, &v, &vp, last, s_e)?;
         stats.key_switches_final = counts_delta(before, eval.op_counts());
+        if snapshot.due(iterations) {
+            snapshot.send(iterations, &w, eval)?;
+        }
         stats.op_counts = eval.op_counts();
         Ok((w, stats))
+    }
+
+    /// The model after an iteration: W = (1 - eta) V_t + eta V_{t-1} (one level below V).
+    fn weights_of(
+        ctx: &Ctx,
+        v: &[Ciphertext],
+        vp: &[Ciphertext],
+        eta: f64,
+        scale: f64,
+    ) -> Result<Vec<Ciphertext>> {
+        let level = v
+            .first()
+            .map(Ciphertext::level)
+            .and_then(|l| l.checked_sub(1))
+            .ok_or_else(|| TrainError::Capacity("no level left for the weights".into()))?;
+        v.iter()
+            .zip(vp)
+            .map(|(a, b)| ctx.combine(a, 1.0 - eta, Some((b, eta)), scale, level))
+            .collect()
     }
 }
 
@@ -438,6 +515,7 @@ mod paper {
         bundle: &UploadBundle,
         iterations: usize,
         progress: &mut dyn FnMut(Progress),
+        snapshot: &mut Snapshots<'_, '_>,
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
         let x = bundle.group("x", g.row_cts)?;
@@ -527,6 +605,9 @@ mod paper {
             stats
                 .seconds_per_iteration
                 .push(t_start.elapsed().as_secs_f64());
+            if snapshot.due(t + 1) {
+                snapshot.send(t + 1, std::slice::from_ref(&w), eval)?;
+            }
             progress(Progress::Iteration(t + 1, iterations));
         }
         stats.op_counts = eval.op_counts();

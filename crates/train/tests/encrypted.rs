@@ -143,6 +143,62 @@ fn diagonal_with_bootstrapping_matches_plaintext() {
     assert_eq!(stats.key_switches_per_iteration.len(), 7);
 }
 
+/// Snapshots every 2 iterations and after the last, across refreshes: each decrypts to the
+/// plaintext reference's model of that many iterations.
+#[test]
+fn snapshots_match_the_reference_at_their_iterations() {
+    let (n, f, c) = (100, 9, 3);
+    let table = synthetic(n, f, c);
+    let lit = boot_literal(10);
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let design = Design::new(&table, c, 16).unwrap();
+    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
+    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
+    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
+    let bundle = client
+        .encrypt_upload(Schedule::Diagonal, &design, 7, &w0, keys)
+        .unwrap();
+    let mut snaps = Vec::new();
+    let (model, _) = volley_train::server::train_with_snapshots(
+        &bundle,
+        7,
+        Some(2),
+        &mut |_| {},
+        &mut |k, w| {
+            snaps.push((k, w));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        snaps.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [2, 4, 6, 7]
+    );
+    let design_g = Design::new(&table, c, g.d_hat).unwrap();
+    for (k, w) in snaps {
+        assert!(w.iter().all(|ct| ct.level() == 0));
+        let snap = volley_train::bundle::EncryptedModel {
+            manifest: model.manifest.clone(),
+            weights: w,
+        };
+        let w_he = client.decrypt_model(&snap, &bundle.manifest).unwrap();
+        let w_plain = train_plain(&design_g, k, &w0);
+        let err = max_abs_difference(&w_he, &w_plain, design.d);
+        assert!(err < 1e-6, "snapshot {k}: {err}");
+    }
+    assert!(
+        volley_train::server::train_with_snapshots(
+            &bundle,
+            2,
+            Some(0),
+            &mut |_| {},
+            &mut |_, _| Ok(())
+        )
+        .is_err()
+    );
+}
+
 #[test]
 fn diagonal_schedule_matches_plaintext() {
     run(Schedule::Diagonal, 2, 11);
