@@ -19,26 +19,9 @@ use volley_train::data::{Design, FeatureTable, parse_range};
 use volley_train::layout::{Geometry, Schedule};
 use volley_train::server::{self, Progress, TrainStats};
 
-/// Reads a feature file: the binary format of `volley features` (by its magic) or the
-/// paper's CSV.
+/// Reads a feature file of either format (`FeatureTable::read`: the one reader).
 pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
-    let head = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| CliError::io(path, e))?;
-        let mut h = [0u8; 8];
-        let n = f.read(&mut h).map_err(|e| CliError::io(path, e))?;
-        h[..n].to_vec()
-    };
-    if head.as_slice() == volley_vision::features_io::MAGIC {
-        let t = volley_vision::read_features(path).map_err(|e| CliError::Msg(e.to_string()))?;
-        Ok(FeatureTable::new(
-            t.labels.iter().map(|&l| l as usize).collect(),
-            t.values,
-            t.cols,
-        )?)
-    } else {
-        Ok(FeatureTable::read_csv(path)?)
-    }
+    Ok(FeatureTable::read(path)?)
 }
 
 fn rows_or_all(table: &FeatureTable, spec: Option<&str>) -> Result<FeatureTable, CliError> {
@@ -1092,14 +1075,9 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
             };
             let train = feats(volley_vision::Split::Train, args.train_limit)?;
             let test = feats(volley_vision::Split::Test, args.test_limit)?;
-            let (n_train, n_test) = (train.rows, test.rows);
-            let labels = train
-                .labels
-                .iter()
-                .chain(&test.labels)
-                .map(|&l| l as usize)
-                .collect();
-            let values = [train.values, test.values].concat();
+            let (n_train, n_test) = (train.rows(), test.rows());
+            let labels = [train.labels, test.labels].concat();
+            let values = [train.features, test.features].concat();
             let table = FeatureTable::new(labels, values, train.cols)?;
             (
                 table,

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::util::{Ui, peak_rss_bytes};
 use volley_vision::datasets::{DatasetKind, ImageSource, Split, open_dataset, select};
 use volley_vision::download::{Downloader, REGNET_X_400MF_WEIGHTS};
-use volley_vision::extract::{ExtractOptions, extract_features_streaming, peak_rss_bytes};
+use volley_vision::extract::{ExtractOptions, extract_features_streaming};
 use volley_vision::features_io::{FeatureFormat, FeatureTable, FeatureWriter};
 use volley_vision::preprocess::PreprocessOptions;
 use volley_vision::{Backbone, VisionError, load_backbone};
@@ -242,28 +242,6 @@ pub fn prepare(args: &ImageArgs, split: Split) -> Result<Prepared, FeaturesError
     })
 }
 
-fn progress_bar(total: usize, quiet: bool, what: &str) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    let style = ProgressStyle::with_template(
-        "{msg} [{bar:30}] {pos}/{len} images, {rate} images/s, eta {eta}",
-    )
-    .map(|s| {
-        s.progress_chars("=> ").with_key(
-            "rate",
-            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.1}", state.per_sec());
-            },
-        )
-    })
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    bar
-}
-
 /// Features of `offset..offset+limit` of a split, in memory (for `volley demo`), on
 /// rayon's current thread pool, with a progress bar unless `quiet`.
 pub fn extract_table(
@@ -275,8 +253,8 @@ pub fn extract_table(
 ) -> Result<FeatureTable, FeaturesError> {
     let p = prepare(args, split)?;
     let range = select(p.source.len(), offset, limit)?;
-    let bar = progress_bar(range.len(), quiet, "features");
-    let mut table = FeatureTable::new(p.backbone.feature_dim());
+    let bar = Ui::new(quiet).rate_bar(range.len() as u64, "features", "images");
+    let mut table = FeatureTable::with_cols(p.backbone.feature_dim());
     extract_features_streaming(
         &*p.backbone,
         &*p.source,
@@ -284,7 +262,9 @@ pub fn extract_table(
         &p.options,
         &mut |labels, rows| {
             for (l, r) in labels.iter().zip(rows) {
-                table.push(*l, r)?;
+                table
+                    .push(*l as usize, r)
+                    .map_err(|e| VisionError::Invalid(e.to_string()))?;
             }
             bar.inc(labels.len() as u64);
             Ok(())
@@ -317,7 +297,7 @@ pub fn run(args: &FeaturesArgs) -> Result<(), FeaturesError> {
     let range = select(p.source.len(), args.offset, args.limit)?;
     let total = range.len();
     let mut writer = FeatureWriter::create(&args.out, format, p.backbone.feature_dim())?;
-    let bar = progress_bar(total, args.quiet, p.backbone.name());
+    let bar = Ui::new(args.quiet).rate_bar(total as u64, p.backbone.name(), "images");
     let start = Instant::now();
     pool.install(|| {
         extract_features_streaming(
@@ -482,11 +462,11 @@ mod tests {
                 ..args
             };
             run(&args).expect("volley features");
-            let table = volley_vision::read_features(&out).expect("read back");
-            assert_eq!((table.rows, table.cols), (8, 400));
+            let table = FeatureTable::read(&out).expect("read back");
+            assert_eq!((table.rows(), table.cols), (8, 400));
             assert_eq!(table.labels, vec![7, 2, 1, 0, 4, 1, 4, 9]);
             let max_err = table
-                .values
+                .features
                 .iter()
                 .zip(&want)
                 .map(|(a, b)| (*a as f32 - b).abs())

@@ -29,7 +29,8 @@ impl CliError {
     }
 }
 
-/// Peak resident set size of this process (VmHWM), 0 where unavailable.
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`; Linux), 0
+/// where unavailable. The one place reports read it from.
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -75,6 +76,30 @@ impl Ui {
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
+        );
+        pb.set_message(msg.to_string());
+        pb
+    }
+
+    /// A bar of `len` `unit`s showing the rate (units per second).
+    pub fn rate_bar(&self, len: u64, msg: &str, unit: &str) -> indicatif::ProgressBar {
+        if !self.show {
+            return indicatif::ProgressBar::hidden();
+        }
+        let pb = indicatif::ProgressBar::new(len);
+        let template =
+            format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit}, {{rate}} {unit}/s, eta {{eta}}");
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(&template)
+                .map(|s| {
+                    s.progress_chars("=> ").with_key(
+                        "rate",
+                        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.1}", state.per_sec());
+                        },
+                    )
+                })
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         pb.set_message(msg.to_string());
         pb

@@ -1,9 +1,45 @@
-//! Feature tables: the paper's CSV format, row ranges, validation, and the padded design
-//! matrix with bias column and one-hot labels.
+//! Feature tables and feature files, row ranges, validation, and the padded design matrix
+//! with bias column and one-hot labels. The one home of [`FeatureTable`] and of both feature
+//! file formats (`volley-vision` writes them, everything reads them here):
+//!
+//! **CSV** (the paper's format): one image per line, the label first (an integer, also
+//! written `5.0`), then the feature values, comma-separated. Empty lines are skipped. A first
+//! line none of whose fields is a number is a header and is skipped; any other line that does
+//! not parse is an error naming its line.
+//!
+//! **Binary** (little-endian throughout):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `VOLLEYFT` |
+//! | 8 | 4 | format version, `u32` = 1 |
+//! | 12 | 4 | rows, `u32` |
+//! | 16 | 4 | cols (features per row), `u32` |
+//! | 20 | rows × (4 + 4·cols) | per row: label `u32`, then cols × `f32` |
+//!
+//! The file length must be exactly `20 + rows·(4 + 4·cols)`. [`FeatureTable::parse`] tells
+//! the formats apart by the magic.
 
 use crate::error::{Result, TrainError};
 use std::ops::Range;
 use std::path::Path;
+
+/// First bytes of a binary feature file.
+pub const FEATURE_MAGIC: &[u8; 8] = b"VOLLEYFT";
+/// The binary feature format's version.
+pub const FEATURE_VERSION: u32 = 1;
+/// Length of the binary feature header.
+pub const FEATURE_HEADER_LEN: usize = 20;
+
+/// The binary feature header for `rows` rows of `cols` features.
+pub fn feature_file_header(rows: u32, cols: u32) -> Vec<u8> {
+    let mut h = Vec::with_capacity(FEATURE_HEADER_LEN);
+    h.extend_from_slice(FEATURE_MAGIC);
+    h.extend_from_slice(&FEATURE_VERSION.to_le_bytes());
+    h.extend_from_slice(&rows.to_le_bytes());
+    h.extend_from_slice(&cols.to_le_bytes());
+    h
+}
 
 /// Labelled feature vectors (one row per image).
 #[derive(Clone, Debug, PartialEq)]
@@ -53,16 +89,121 @@ impl FeatureTable {
         })
     }
 
-    /// Parses the paper's CSV: no header, label first (an integer, possibly written `5.0`),
-    /// then the features, comma-separated. Empty lines are skipped.
+    /// An empty table of `cols` features per row (filled with [`Self::push`]).
+    pub fn with_cols(cols: usize) -> Self {
+        Self {
+            labels: Vec::new(),
+            features: Vec::new(),
+            cols,
+        }
+    }
+
+    /// Appends a row of `cols` finite features (a backbone's output).
+    pub fn push(&mut self, label: usize, row: &[f32]) -> Result<()> {
+        if row.len() != self.cols {
+            return Err(TrainError::Data(format!(
+                "row of {} features in a table of {}",
+                row.len(),
+                self.cols
+            )));
+        }
+        if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+            return Err(TrainError::Data(format!(
+                "row {}: feature {v} is not finite",
+                self.rows()
+            )));
+        }
+        self.labels.push(label);
+        self.features.extend(row.iter().map(|&v| f64::from(v)));
+        Ok(())
+    }
+
+    /// Reads a feature file of either format (see the module documentation).
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&bytes, &path.display().to_string())
+    }
+
+    /// Parses a feature file's bytes: binary by its magic, else CSV. `source` names the
+    /// input in errors.
+    pub fn parse(bytes: &[u8], source: &str) -> Result<Self> {
+        if bytes.starts_with(FEATURE_MAGIC) {
+            return Self::parse_binary(bytes)
+                .map_err(|e| TrainError::Data(format!("{source}: {e}")));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            TrainError::Data(format!(
+                "{source}: neither a binary feature file nor UTF-8 CSV"
+            ))
+        })?;
+        Self::parse_csv(text, source)
+    }
+
+    fn parse_binary(bytes: &[u8]) -> std::result::Result<Self, String> {
+        if bytes.len() < FEATURE_HEADER_LEN {
+            return Err("binary feature file truncated in its header".into());
+        }
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let version = word(8);
+        if version != FEATURE_VERSION {
+            return Err(format!(
+                "binary feature file version {version}, this reader knows {FEATURE_VERSION}"
+            ));
+        }
+        let (rows, cols) = (word(12) as usize, word(16) as usize);
+        let row_len = 4 + 4 * cols;
+        let expected = rows
+            .checked_mul(row_len)
+            .and_then(|b| b.checked_add(FEATURE_HEADER_LEN))
+            .ok_or("binary feature file header is absurd")?;
+        if bytes.len() != expected {
+            return Err(format!(
+                "binary feature file is {} bytes, its header ({rows} rows x {cols} features) needs {expected} (truncated or corrupt)",
+                bytes.len()
+            ));
+        }
+        if cols == 0 {
+            return Err("binary feature file with no features per row".into());
+        }
+        // The length check above bounds both allocations by the file's own size.
+        let mut labels = Vec::with_capacity(rows);
+        let mut features = Vec::with_capacity(rows * cols);
+        for (r, row) in bytes[FEATURE_HEADER_LEN..]
+            .chunks_exact(row_len)
+            .enumerate()
+        {
+            labels.push(u32::from_le_bytes([row[0], row[1], row[2], row[3]]) as usize);
+            for c in row[4..].chunks_exact(4) {
+                let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if !v.is_finite() {
+                    return Err(format!("row {r}: non-finite feature {v}"));
+                }
+                features.push(f64::from(v));
+            }
+        }
+        Self::new(labels, features, cols).map_err(|e| e.to_string())
+    }
+
+    /// Parses the paper's CSV (see the module documentation for the one header rule).
     pub fn parse_csv(text: &str, source: &str) -> Result<Self> {
         let mut labels = Vec::new();
         let mut features = Vec::new();
         let mut cols: Option<usize> = None;
+        let mut first = true;
         for (lineno, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
                 continue;
+            }
+            if std::mem::take(&mut first)
+                && line.split(',').all(|f| f.trim().parse::<f64>().is_err())
+            {
+                continue; // a header: no field is a number
             }
             let at = || format!("{source}:{}", lineno + 1);
             let mut fields = line.split(',').map(str::trim);
@@ -112,15 +253,6 @@ impl FeatureTable {
         }
         let cols = cols.ok_or_else(|| TrainError::Data(format!("{source}: no data rows")))?;
         Self::new(labels, features, cols)
-    }
-
-    /// Reads a CSV feature file.
-    pub fn read_csv(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse_csv(&text, &path.display().to_string())
     }
 
     /// The rows in `range`.
@@ -288,6 +420,54 @@ mod tests {
                 .to_string();
             assert!(e.contains(needle), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn header_rule_and_binary_format() {
+        // A first line without any number is a header; one with a number is data.
+        let t =
+            FeatureTable::parse_csv("label,f0,f1\n5.0,0.1,0.2\n3,1e-3,-2\n", "t").expect("header");
+        assert_eq!(t.labels, vec![5, 3]);
+        assert_eq!(t.row(1), &[1e-3, -2.0]);
+        let e = FeatureTable::parse_csv("x,1,2\n3,1,2\n", "t").expect_err("not a header");
+        assert!(e.to_string().contains("t:1"), "{e}");
+        // Binary: exact layout, every refusal.
+        let mut ok = feature_file_header(2, 1);
+        for (label, v) in [(7u32, 0.5f32), (1, -2.0)] {
+            ok.extend_from_slice(&label.to_le_bytes());
+            ok.extend_from_slice(&v.to_le_bytes());
+        }
+        let t = FeatureTable::parse(&ok, "b").expect("binary");
+        assert_eq!(
+            (t.labels.clone(), t.features.clone()),
+            (vec![7, 1], vec![0.5, -2.0])
+        );
+        let mut nan = ok.clone();
+        nan[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
+        for (bytes, needle) in [
+            (&b"VOLLEYFT\x01\x00\x00"[..], "truncated"),
+            (
+                b"VOLLEYFT\x02\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00",
+                "version",
+            ),
+            (&ok[..ok.len() - 1], "needs 36"),
+            (&nan, "non-finite"),
+            (b"\xff\xfe\x00binary junk", "UTF-8"),
+        ] {
+            let e = FeatureTable::parse(bytes, "b")
+                .expect_err(needle)
+                .to_string();
+            assert!(e.contains(needle), "{e} lacks {needle}");
+        }
+        let mut absurd = feature_file_header(u32::MAX, u32::MAX);
+        absurd.extend_from_slice(&[0; 8]);
+        assert!(FeatureTable::parse(&absurd, "b").is_err());
+        // push validates.
+        let mut t = FeatureTable::with_cols(2);
+        t.push(3, &[1.0, 2.0]).expect("row");
+        assert!(t.push(1, &[1.0]).is_err());
+        assert!(t.push(1, &[f32::INFINITY, 1.0]).is_err());
+        assert_eq!(t.rows(), 1);
     }
 
     #[test]

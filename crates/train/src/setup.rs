@@ -5,7 +5,7 @@ use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
 use std::sync::Arc;
 use volley_ckks::circuits::Bootstrapper;
-use volley_ckks::{Params, ParamsLiteral, SecretDistribution, params::security_bound};
+use volley_ckks::{Evaluator, Params, ParamsLiteral, SecretDistribution, params::security_bound};
 
 /// The bootstrapping preset (`volley_ckks::params`): 10 levels of 2^40 after each bootstrap.
 pub const BOOTSTRAP_PRESET: &str = "boot16";
@@ -215,22 +215,16 @@ pub fn rotation_steps(schedule: Schedule, g: &Geometry) -> Vec<i64> {
     let mut steps = Vec::new();
     match schedule {
         Schedule::Diagonal => {
-            let n_o = g.diagonals as i64;
+            let n_o = g.diagonals;
             // X rotated right by t for t < n_o (precomputed once, hoisted).
-            steps.extend((1..n_o).map(|t| -t));
-            // Fold over j = k mod n_o (left) and replicate the error back (right).
-            let mut s = n_o;
-            while s < g.d_hat as i64 {
-                steps.push(s);
-                steps.push(-s);
-                s *= 2;
-            }
-            // Fold over the rows of a ciphertext.
-            let mut s = g.d_hat as i64;
-            while s < g.slots as i64 {
-                steps.push(s);
-                s *= 2;
-            }
+            steps.extend((1..n_o as i64).map(|t| -t));
+            // The server's folds, as the evaluator lists them: over j = k mod n_o (left),
+            // the error replicated back (right), over the rows of a ciphertext (left; also
+            // the refresh's row rotations, u d_hat for u < n_o, composed from these).
+            let per_row = g.d_hat / n_o;
+            steps.extend(Evaluator::inner_sum_steps(n_o as i64, per_row));
+            steps.extend(Evaluator::inner_sum_steps(-(n_o as i64), per_row));
+            steps.extend(Evaluator::inner_sum_steps(g.d_hat as i64, g.rows_per_ct));
         }
         Schedule::Paper => {
             // HEAAN's key set: powers of two, left and right; other rotations compose them.

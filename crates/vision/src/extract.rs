@@ -81,23 +81,17 @@ pub fn extract_features(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<FeatureTable> {
     let total = range.len();
-    let mut table = FeatureTable::new(backbone.feature_dim());
+    let mut table = FeatureTable::with_cols(backbone.feature_dim());
     extract_features_streaming(backbone, source, range, options, &mut |labels, features| {
         for (label, row) in labels.iter().zip(features) {
-            table.push(*label, row)?;
+            table
+                .push(*label as usize, row)
+                .map_err(|e| VisionError::Invalid(e.to_string()))?;
         }
-        progress(table.rows, total);
+        progress(table.rows(), total);
         Ok(())
     })?;
     Ok(table)
-}
-
-/// The process's peak resident set size (`VmHWM` in `/proc/self/status`), Linux only.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]
@@ -145,10 +139,5 @@ mod tests {
         assert_eq!(table.labels, vec![1, 2, 3, 4]);
         assert!((table.row(3)[0] - 200.0 / 255.0).abs() < 1e-6);
         assert!(extract_features(&ChannelMeans, &src, 3..9, &options, &mut |_, _| ()).is_err());
-    }
-
-    #[test]
-    fn reads_peak_rss() {
-        assert!(peak_rss_bytes().is_some_and(|b| b > 0));
     }
 }

@@ -27,6 +27,6 @@ pub mod weights;
 pub use backbone::{Backbone, load_backbone};
 pub use datasets::{DatasetKind, ImageSource, Split, open_dataset};
 pub use error::{Result, VisionError};
-pub use extract::{ExtractOptions, extract_features, extract_features_streaming, peak_rss_bytes};
-pub use features_io::{FeatureFormat, FeatureTable, FeatureWriter, read_features, write_features};
+pub use extract::{ExtractOptions, extract_features, extract_features_streaming};
+pub use features_io::{FeatureFormat, FeatureTable, FeatureWriter, write_features};
 pub use preprocess::{PreprocessOptions, PreprocessedImage, RawImage};

@@ -153,7 +153,7 @@ fn library_pipeline_on_shared_mnist() {
         .expect("features")
         .to_f32();
     let max_err = table
-        .values
+        .features
         .iter()
         .zip(&want)
         .map(|(a, b)| (*a as f32 - b).abs())
