@@ -1221,25 +1221,52 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_atomic_mode(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        ))
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> std::io::Result<()> {
+    let mut f = AtomicFile::create_with(path, private)?;
+    f.write_all(bytes)?;
+    f.commit()?;
+    Ok(())
+}
+
+/// A file that appears complete or not at all: written under a temporary name in the
+/// target's directory (so the rename never crosses file systems), flushed to disk and
+/// renamed on [`AtomicFile::commit`]; dropped before that, the temporary file is removed and
+/// the target is untouched. The one atomic writer of the workspace: [`write_atomic`] for
+/// whole byte strings, and streaming writers (feature files, downloads) use it directly.
+#[derive(Debug)]
+pub struct AtomicFile {
+    target: std::path::PathBuf,
+    temp: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    writer: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `target` (its directory must exist).
+    pub fn create(target: &Path) -> std::io::Result<Self> {
+        Self::create_with(target, false)
+    }
+
+    /// As [`Self::create`]; `private` creates the file readable by its owner only (mode 0600
+    /// on Unix: the client's secret key).
+    pub fn create_with(target: &Path, private: bool) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = target.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} has no file name", target.display()),
+            )
+        })?;
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let temp = dir.join(format!(
+            ".{}.tmp.{}.{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -1249,19 +1276,61 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         }
         #[cfg(not(unix))]
         let _ = private;
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a directory, so best effort.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let file = opts.open(&temp)?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            temp,
+            dir,
+            writer: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+        })
     }
-    Ok(result?)
+
+    /// The temporary path (for messages and tests).
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Appends bytes.
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer()?.write_all(bytes)
+    }
+
+    /// The underlying writer (seekable), for formatted output and header patches.
+    pub fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("write after commit"))
+    }
+
+    /// Flushes, syncs and renames the file into place; returns the target.
+    pub fn commit(mut self) -> std::io::Result<std::path::PathBuf> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| std::io::Error::other("double commit"))?;
+        let result = (|| {
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&self.temp, &self.target)?;
+            // Persist the rename itself; not every platform can open a directory.
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            Ok(self.target.clone())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        result
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            // Best effort: the only goal is not to leave a half-written file behind.
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }

@@ -552,6 +552,21 @@ fn write_atomic_replaces_whole_files() {
         .collect();
     assert_eq!(names.len(), 2, "temporary files left: {names:?}");
     assert!(write_atomic(&dir.join("missing-dir").join("x"), b"x").is_err());
+    // The streaming form: nothing at the target before commit; dropped, nothing left.
+    let target = dir.join("streamed.bin");
+    let mut f = serialization::AtomicFile::create(&target).unwrap();
+    f.write_all(b"hello").unwrap();
+    assert!(!target.exists());
+    f.commit().unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+    let other = dir.join("dropped.bin");
+    let mut f = serialization::AtomicFile::create(&other).unwrap();
+    f.write_all(b"partial").unwrap();
+    let temp = f.temp_path().to_path_buf();
+    assert!(temp.exists());
+    drop(f);
+    assert!(!temp.exists() && !other.exists());
+    std::fs::remove_file(&target).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

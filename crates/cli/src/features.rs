@@ -343,13 +343,11 @@ pub fn run(args: &FeaturesArgs) -> Result<(), FeaturesError> {
 }
 
 fn write_report(path: &Path, json: &serde_json::Value) -> Result<(), FeaturesError> {
-    let mut file = volley_vision::atomic::AtomicFile::create(path)?;
-    let text =
+    let mut text =
         serde_json::to_string_pretty(json).map_err(|e| FeaturesError::Usage(e.to_string()))?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.commit()?;
-    Ok(())
+    text.push('\n');
+    volley_ckks::write_atomic(path, text.as_bytes())
+        .map_err(|e| FeaturesError::Usage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

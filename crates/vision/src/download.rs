@@ -251,13 +251,6 @@ impl Downloader {
             reason,
             hint: file.local_hint.to_string(),
         };
-        let cache_err = |e: crate::error::VisionError| match e {
-            crate::error::VisionError::Io { path, source } => DownloadError::Cache { path, source },
-            other => DownloadError::Cache {
-                path: target.clone(),
-                source: std::io::Error::other(other.to_string()),
-            },
-        };
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .timeout_connect(Some(self.timeout))
@@ -269,7 +262,11 @@ impl Downloader {
             .call()
             .map_err(|e| transfer(e.to_string()))?;
         let mut body = response.into_body().into_reader();
-        let mut out = AtomicFile::create(&target).map_err(cache_err)?;
+        let io_err = |e: std::io::Error| DownloadError::Cache {
+            path: target.clone(),
+            source: e,
+        };
+        let mut out = AtomicFile::create(&target).map_err(io_err)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -279,7 +276,7 @@ impl Downloader {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(cache_err)?;
+            out.write_all(&buf[..n]).map_err(io_err)?;
         }
         let actual = hex(&hasher.finalize());
         if !file.checksum.matches(&actual) {
@@ -291,7 +288,7 @@ impl Downloader {
                 hint: file.local_hint.to_string(),
             });
         }
-        out.commit().map_err(cache_err)
+        out.commit().map_err(io_err)
     }
 
     /// The MNIST files, fetched if needed; returns the directory holding them.

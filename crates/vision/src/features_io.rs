@@ -47,10 +47,11 @@ impl FeatureWriter {
                 "invalid feature count {cols}"
             )));
         }
-        let mut file = AtomicFile::create(path)?;
+        let mut file = AtomicFile::create(path).map_err(|e| VisionError::io(path, e))?;
         if format == FeatureFormat::Binary {
             // The row count (offset 12) is patched in by `finish`.
-            file.write_all(&feature_file_header(0, cols as u32))?;
+            file.write_all(&feature_file_header(0, cols as u32))
+                .map_err(|e| VisionError::io(path, e))?;
         }
         Ok(Self {
             file,
@@ -79,7 +80,10 @@ impl FeatureWriter {
                     line.push_str(&v.to_string());
                 }
                 line.push('\n');
-                self.file.write_all(line.as_bytes())?;
+                let temp = self.file.temp_path().to_path_buf();
+                self.file
+                    .write_all(line.as_bytes())
+                    .map_err(|e| VisionError::io(&temp, e))?;
             }
             FeatureFormat::Binary => {
                 let mut row = Vec::with_capacity(4 + 4 * self.cols);
@@ -87,7 +91,10 @@ impl FeatureWriter {
                 for v in features {
                     row.extend_from_slice(&v.to_le_bytes());
                 }
-                self.file.write_all(&row)?;
+                let temp = self.file.temp_path().to_path_buf();
+                self.file
+                    .write_all(&row)
+                    .map_err(|e| VisionError::io(&temp, e))?;
             }
         }
         self.rows += 1;
@@ -100,13 +107,14 @@ impl FeatureWriter {
             let rows = u32::try_from(self.rows)
                 .map_err(|_| VisionError::Invalid("too many rows for the binary format".into()))?;
             let temp = self.file.temp_path().to_path_buf();
-            let w = self.file.writer()?;
+            let w = self.file.writer().map_err(|e| VisionError::io(&temp, e))?;
             w.seek(SeekFrom::Start(12))
                 .and_then(|_| w.write_all(&rows.to_le_bytes()))
                 .map_err(|e| VisionError::io(&temp, e))?;
         }
         let rows = self.rows;
-        self.file.commit()?;
+        let temp = self.file.temp_path().to_path_buf();
+        self.file.commit().map_err(|e| VisionError::io(&temp, e))?;
         Ok(rows)
     }
 }
