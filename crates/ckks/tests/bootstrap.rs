@@ -334,7 +334,11 @@ fn boot16_full_and_sparse() {
     let enc = Encoder::new(params.clone());
     for slots in [params.max_slots(), 1 << 12] {
         let btp = Bootstrapper::new(params.clone(), BootstrapConfig::new(slots)).unwrap();
-        assert_eq!(btp.output_level(), 9, "9 levels of 2^40 left");
+        assert_eq!(
+            btp.output_level(),
+            10,
+            "10 levels of 2^40 left (a training refresh needs 10)"
+        );
         let (ek, keys) = btp.gen_keys(&mut kg, &sk).unwrap();
         let eval = Evaluator::new(params.clone(), ek);
         let v: Vec<Complex64> = values(slots, 3);
