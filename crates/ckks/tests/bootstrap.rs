@@ -347,7 +347,7 @@ fn boot16_full_and_sparse() {
             .unwrap();
         let ct = encrypt_secret(&sk, &pt).unwrap();
         let out = btp.bootstrap(&eval, &keys, &ct).unwrap();
-        assert_eq!(out.level(), 9);
+        assert_eq!(out.level(), btp.output_level());
         assert_eq!(out.scale(), params.default_scale());
         let got = enc.decode_complex(&decrypt(&sk, &out).unwrap()).unwrap();
         let st = precision_stats(&v, &got);
