@@ -802,58 +802,10 @@ impl Serializable for EvaluationKeys {
         out
     }
 
+    /// The stream decoder [`read_evaluation_keys`] over the bytes: one implementation of the
+    /// format's checks.
     fn from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Self> {
-        let mut r = open(bytes, Self::KIND, params)?;
-        let relin = if r.bool("relinearization key present")? {
-            Some(RelinearizationKey(read_switching_body(&mut r, params)?))
-        } else {
-            None
-        };
-        let count = r.u32()? as usize;
-        // At most N distinct odd elements below 2N exist; then the exact remaining length.
-        if count > params.n() {
-            return Err(r.err(format!(
-                "{count} galois keys, more than the {} distinct elements possible",
-                params.n()
-            )));
-        }
-        // Keys may serve different levels: every one is at least a level-0 key, and each
-        // body checks its own length before it allocates.
-        let least = count.checked_mul(8 + switching_body_size(params, 0));
-        if least.is_none_or(|l| l > r.remaining()) {
-            return Err(r.err(format!(
-                "{} bytes left for {count} galois keys of at least {} bytes each",
-                r.remaining(),
-                8 + switching_body_size(params, 0)
-            )));
-        }
-        let mut galois = BTreeMap::new();
-        let mut last: Option<u64> = None;
-        for _ in 0..count {
-            let g = read_galois_element(&mut r, params)?;
-            if last.is_some_and(|l| g <= l) {
-                return Err(r.err(format!(
-                    "galois element {g} is duplicated or out of increasing order"
-                )));
-            }
-            last = Some(g);
-            let key = read_switching_body(&mut r, params)?;
-            galois.insert(
-                g,
-                GaloisKey {
-                    galois_element: g,
-                    key,
-                },
-            );
-        }
-        // An empty bundle is written with an all-zero fingerprint (it names no parameters),
-        // so one carrying a real fingerprint was not written by `to_bytes`: refusing it keeps
-        // the format canonical (found by the evaluation_keys fuzz target).
-        if relin.is_none() && galois.is_empty() {
-            return Err(r.err("an evaluation key bundle without any key".into()));
-        }
-        r.finish()?;
-        Ok(EvaluationKeys { relin, galois })
+        read_evaluation_keys(params, &mut &bytes[..])
     }
 
     fn serialized_size(&self) -> usize {
@@ -882,8 +834,10 @@ impl Serializable for EvaluationKeys {
 
 /// Decodes an [`EvaluationKeys`] object from a stream holding one key's bytes at a time (a
 /// bootstrapping key set is gigabytes; reading the file whole first would double the peak
-/// memory). The same checks as `EvaluationKeys::from_bytes`, in the same order; a key's
-/// level is checked before its buffer is allocated, so a forged field cannot size one.
+/// memory). `EvaluationKeys::from_bytes` is this over a slice. Checks: header, at most N
+/// Galois keys, each key's level (before its buffer is allocated, so a forged field cannot
+/// size one) and body, strictly increasing elements, at least one key, nothing after the
+/// last key.
 pub fn read_evaluation_keys(
     params: &Arc<Params>,
     src: &mut impl std::io::Read,
@@ -959,6 +913,9 @@ pub fn read_evaluation_keys(
             },
         );
     }
+    // An empty bundle is written with an all-zero fingerprint (it names no parameters), so
+    // one carrying a real fingerprint was not written by `to_bytes`: refusing it keeps the
+    // format canonical (found by the evaluation_keys fuzz target).
     if relin.is_none() && galois.is_empty() {
         return Err(Error::Decode {
             what: WHAT,
