@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use volley_ckks::{EncapsulationKeys, Params, Serializable};
-use volley_train::algorithm::{Weights, accuracy, agreement, max_abs_difference, train_plain};
+use volley_train::algorithm::{
+    Weights, accuracy, agreement, max_abs_difference, train_plain, train_plain_each,
+};
 use volley_train::bundle::{EncryptedModel, Manifest, UploadBundle};
 use volley_train::client::Client;
 use volley_train::data::{Design, FeatureTable, parse_range};
@@ -780,20 +782,26 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let design = Design::new(&train_t, g.c, g.d_hat)?;
     let w0 = Weights::constant(g.c, design.d, g.d_hat, args.init);
     let rows = test_rows(&test_t);
+    let snaps = list_snapshots(&args.model)?;
+    if let Some((k, path)) = snaps.iter().find(|(k, _)| *k == 0 || *k > 1_000_000) {
+        return Err(CliError::Msg(format!(
+            "{}: snapshot of {k} iterations",
+            path.display()
+        )));
+    }
+    // The reference of every snapshot's iteration count in one pass.
+    let last = snaps.last().map_or(0, |(k, _)| *k);
+    let mut plain_acc = vec![0f64; last + 1];
+    train_plain_each(&design, last, &w0, &mut |k, w| {
+        plain_acc[k] = accuracy(w, &rows, &test_t.labels)
+    });
     let mut points = Vec::new();
-    for (k, path) in list_snapshots(&args.model)? {
-        if k == 0 || k > 1_000_000 {
-            return Err(CliError::Msg(format!(
-                "{}: snapshot of {k} iterations",
-                path.display()
-            )));
-        }
-        let w = decrypt_file(&kd, &manifest, &uploaded, &path)?;
-        let plain = train_plain(&design, k, &w0);
+    for (k, path) in &snaps {
+        let w = decrypt_file(&kd, &manifest, &uploaded, path)?;
         points.push(CurvePoint {
-            iteration: k,
+            iteration: *k,
             he_test_accuracy: accuracy(&w, &rows, &test_t.labels),
-            plain_test_accuracy: accuracy(&plain, &rows, &test_t.labels),
+            plain_test_accuracy: plain_acc[*k],
         });
     }
     if points.is_empty() {
@@ -963,8 +971,12 @@ pub fn demo_on_table(
     sp.finish_and_clear();
     let t2 = Instant::now();
     let (pb, mut cb) = progress_callback(ui, args_iters);
-    let w_plain_at = |k: usize| train_plain(&design, k, &w0);
     let rows = test_rows(&test_t);
+    // The reference model, and its test accuracy after every iteration, in one pass.
+    let mut plain_acc = vec![0f64; args_iters + 1];
+    let w_plain = train_plain_each(&design, args_iters, &w0, &mut |k, w| {
+        plain_acc[k] = accuracy(w, &rows, &test_t.labels)
+    });
     // The client's side of each snapshot, in process: decrypt, score, keep only the numbers.
     let mut points: Vec<CurvePoint> = Vec::new();
     let mut sink = |k: usize, w: Vec<volley_ckks::Ciphertext>| -> volley_train::Result<()> {
@@ -976,7 +988,7 @@ pub fn demo_on_table(
         points.push(CurvePoint {
             iteration: k,
             he_test_accuracy: accuracy(&w_he, &rows, &test_t.labels),
-            plain_test_accuracy: accuracy(&w_plain_at(k), &rows, &test_t.labels),
+            plain_test_accuracy: plain_acc.get(k).copied().unwrap_or(0.0),
         });
         Ok(())
     };
@@ -987,7 +999,6 @@ pub fn demo_on_table(
     let t3 = Instant::now();
     let w_he = client.decrypt_model(&model, &bundle.manifest)?;
     let seconds_decrypt = t3.elapsed().as_secs_f64();
-    let w_plain = w_plain_at(args_iters);
     let train_rows_v = test_rows(&train_t);
     let he_acc = accuracy(&w_he, &rows, &test_t.labels);
     let plain_acc = accuracy(&w_plain, &rows, &test_t.labels);

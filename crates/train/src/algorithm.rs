@@ -97,10 +97,26 @@ impl Weights {
 /// Z = X V^T; P = sigma(Z); G = (Y - P)^T X; Q = b (.) G;
 /// T = W + (1 + gamma_t) Q; W <- (1 - eta_t) T + eta_t V; V <- T.
 pub fn train_plain(design: &Design, iterations: usize, w0: &Weights) -> Weights {
+    train_plain_each(design, iterations, w0, &mut |_, _| {})
+}
+
+/// [`train_plain`], calling `each(t, W_t)` after every iteration t = 1..=iterations with the
+/// model of that many iterations (the reference of a learning curve, in one pass).
+pub fn train_plain_each(
+    design: &Design,
+    iterations: usize,
+    w0: &Weights,
+    each: &mut dyn FnMut(usize, &Weights),
+) -> Weights {
     let (n, c, dh) = (design.n, design.c, design.d_hat);
-    let mut w = w0.w.clone();
+    let mut cur = Weights {
+        c,
+        d_hat: dh,
+        w: w0.w.clone(),
+    };
     let mut v = w0.w.clone();
-    for step in schedule(iterations, n) {
+    for (t, step) in schedule(iterations, n).into_iter().enumerate() {
+        let w = &mut cur.w;
         let mut g = vec![0f64; c * dh];
         for i in 0..n {
             let x = design.row(i);
@@ -125,8 +141,9 @@ pub fn train_plain(design: &Design, iterations: usize, w0: &Weights) -> Weights 
                 v[idx] = t;
             }
         }
+        each(t + 1, &cur);
     }
-    Weights { c, d_hat: dh, w }
+    cur
 }
 
 /// Fraction of rows predicted correctly.
@@ -197,5 +214,14 @@ mod tests {
         let rows: Vec<&[f64]> = (0..t.rows()).map(|i| t.row(i)).collect();
         assert_eq!(accuracy(&w, &rows, &t.labels), 1.0);
         assert_eq!(agreement(&w, &w, &rows), 1.0);
+        // One pass reports the model of every iteration count: each equals a run that long.
+        let w0 = Weights::constant(2, 3, 4, 0.0);
+        let mut seen = Vec::new();
+        let last = train_plain_each(&d, 5, &w0, &mut |k, wk| {
+            assert_eq!(*wk, train_plain(&d, k, &w0), "iteration {k}");
+            seen.push(k);
+        });
+        assert_eq!(seen, [1, 2, 3, 4, 5]);
+        assert_eq!(last, w);
     }
 }
