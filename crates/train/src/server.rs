@@ -330,8 +330,9 @@ mod diagonal {
             levels_per_iteration: plan.per_iteration,
             ..TrainStats::default()
         };
+        // Built (its matrices encoded: seconds) only when the run will refresh.
         let refresher = match (&bundle.encapsulation, plan.per_block) {
-            (Some(keys), Some(_)) => {
+            (Some(keys), Some(_)) if plan.bootstraps(iterations) > 0 => {
                 progress(Progress::BootstrapSetup);
                 let t = Instant::now();
                 let r = Refresher::new(&bundle.params, &g)?;
