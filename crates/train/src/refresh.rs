@@ -57,6 +57,8 @@ pub fn bootstrap_config(g: &Geometry) -> Result<BootstrapConfig> {
 pub(crate) struct Refresher {
     btp: Bootstrapper,
     g: Geometry,
+    /// Encodes the pack masks at each refresh (their scale follows the weights').
+    enc: Encoder,
     /// Per row class k (rows i with i = k mod n_o): the real-part mask (value
     /// WEIGHT_RANGE / 2 on those rows) and the imaginary-part mask (-i WEIGHT_RANGE / 2), at
     /// the bootstrapping output level with scale q_out.
@@ -84,6 +86,7 @@ impl Refresher {
         Ok(Self {
             btp,
             g: *g,
+            enc,
             unpack_masks,
         })
     }
@@ -128,7 +131,6 @@ impl Refresher {
     ) -> Result<Ciphertext> {
         let g = &self.g;
         let params = eval.params();
-        let enc = Encoder::new(params.clone());
         let level = v
             .first()
             .map(Ciphertext::level)
@@ -145,7 +147,7 @@ impl Refresher {
             for (ct, value) in [(vt, Complex64::new(c, 0.0)), (pt, Complex64::new(0.0, c))] {
                 let ct = eval.drop_to_level(ct, level)?;
                 // Each product lands on scale * q, so the sum needs no correction.
-                let mask = enc.encode_complex(
+                let mask = self.enc.encode_complex(
                     &row_class_mask(g, t, value),
                     level,
                     scale * q / ct.scale(),
@@ -215,7 +217,7 @@ impl Refresher {
         Ok((v, v_prev))
     }
 
-    /// Seconds-free description for reports: the bootstrapper's slot count.
+    /// Slots of each bootstrap (the packed state's), for reports.
     pub(crate) fn slots(&self) -> usize {
         self.btp.config().slots
     }
