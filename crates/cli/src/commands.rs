@@ -623,18 +623,15 @@ fn load_model_checked(
     keys_dir: &Path,
     model: &Path,
 ) -> Result<(Manifest, Manifest), CliError> {
-    let (manifest, params) = load_manifest(model)?;
-    if manifest.key_id != kd.client.key_id()
-        || params.fingerprint() != kd.client.params().fingerprint()
-    {
-        return Err(CliError::Msg(format!(
-            "{}: this model was trained for key {} but {} holds key {}: decrypt it with its own key directory",
+    let (manifest, _) = load_manifest(model)?;
+    let in_context = |e: volley_train::TrainError| {
+        CliError::Msg(format!(
+            "{}: {e} (key directory {})",
             model.display(),
-            manifest.key_id,
-            keys_dir.display(),
-            kd.client.key_id()
-        )));
-    }
+            keys_dir.display()
+        ))
+    };
+    kd.client.check_model_key(&manifest).map_err(in_context)?;
     let record = keys_dir.join(UPLOAD_RECORD);
     if !record.exists() {
         return Err(CliError::Msg(format!(
@@ -645,9 +642,9 @@ fn load_model_checked(
     }
     let uploaded: Manifest = serde_json::from_slice(&read(&record)?)
         .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))?;
-    manifest
-        .validate(kd.client.params())
-        .map_err(|e| CliError::Msg(format!("{}: {e}", model.display())))?;
+    kd.client
+        .check_model_manifest(&manifest, &uploaded)
+        .map_err(in_context)?;
     Ok((manifest, uploaded))
 }
 

@@ -267,23 +267,26 @@ impl Client {
         })
     }
 
-    /// Decrypts the trained weights. Trusts nothing the server sent: refuses a model made
-    /// under another key, a manifest that does not validate against the parameters, shapes
-    /// other than those of `uploaded` (the manifest of what this client uploaded), and a
-    /// weight-ciphertext count or slot count other than those shapes imply.
-    pub fn decrypt_model(&self, model: &EncryptedModel, uploaded: &Manifest) -> Result<Weights> {
-        if model.manifest.fingerprint != self.params.fingerprint_hex()
-            || model.manifest.key_id != self.key_id
-        {
+    /// Refuses a model made under another key or other parameters.
+    pub fn check_model_key(&self, m: &Manifest) -> Result<()> {
+        if m.fingerprint != self.params.fingerprint_hex() || m.key_id != self.key_id {
             return Err(TrainError::Mismatch(format!(
                 "this model was trained for key {} (parameters {}), not this client's key {}",
-                model.manifest.key_id,
-                &model.manifest.fingerprint[..16.min(model.manifest.fingerprint.len())],
+                m.key_id,
+                &m.fingerprint[..16.min(m.fingerprint.len())],
                 self.key_id
             )));
         }
-        model.manifest.validate(&self.params)?;
-        let (m, u) = (&model.manifest, uploaded);
+        Ok(())
+    }
+
+    /// Checks a model's manifest before anything of the model is read: this client's key and
+    /// parameters, the manifest's own consistency with them (`Manifest::validate`), and the
+    /// shapes of `uploaded`, the manifest of what this client uploaded.
+    pub fn check_model_manifest(&self, m: &Manifest, uploaded: &Manifest) -> Result<()> {
+        self.check_model_key(m)?;
+        m.validate(&self.params)?;
+        let u = uploaded;
         if m.schedule != u.schedule
             || m.geometry != u.geometry
             || m.key_id != u.key_id
@@ -298,6 +301,16 @@ impl Client {
                 u.geometry
             )));
         }
+        Ok(())
+    }
+
+    /// Decrypts the trained weights. Trusts nothing the server sent: refuses a model made
+    /// under another key, a manifest that does not validate against the parameters, shapes
+    /// other than those of `uploaded` (the manifest of what this client uploaded), and a
+    /// weight-ciphertext count or slot count other than those shapes imply.
+    pub fn decrypt_model(&self, model: &EncryptedModel, uploaded: &Manifest) -> Result<Weights> {
+        self.check_model_manifest(&model.manifest, uploaded)?;
+        let m = &model.manifest;
         let g = model.manifest.geometry;
         let want = model_ciphertexts(m.schedule, &g);
         if model.weights.len() != want {
