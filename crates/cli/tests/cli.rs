@@ -13,6 +13,17 @@ fn volley(args: &[&str]) -> Output {
         .expect("run volley")
 }
 
+/// Runs volley and asserts success (stderr shown on failure).
+fn volley_ok(args: &[&str]) -> Output {
+    let out = volley(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("volley-cli-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -68,13 +79,8 @@ fn client_server_round_trip_through_files() {
     let bundle = dir.join("bundle");
     let model = dir.join("model");
     let weights = dir.join("weights.csv");
-    let out = volley(&["keygen", "--keys", p(&keys), "--iters", "2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = volley(&[
+    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2"]);
+    volley_ok(&[
         "encrypt",
         "--keys",
         p(&keys),
@@ -85,23 +91,13 @@ fn client_server_round_trip_through_files() {
         "--out",
         p(&bundle),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(bundle.join("manifest.json").exists() && bundle.join("x.cts").exists());
     assert!(
         !bundle.join("secret.key").exists(),
         "the upload must not hold the secret key"
     );
-    let out = volley(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = volley(&[
+    volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
+    volley_ok(&[
         "decrypt",
         "--keys",
         p(&keys),
@@ -110,13 +106,8 @@ fn client_server_round_trip_through_files() {
         "--out",
         p(&weights),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(dir.join("weights.json").exists());
-    let out = volley(&[
+    let out = volley_ok(&[
         "evaluate",
         "--weights",
         p(&weights),
@@ -126,16 +117,11 @@ fn client_server_round_trip_through_files() {
         "16..24",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"].as_f64(), Some(1.0), "{v}");
     // The plaintext reference gives the same predictions.
     let plain = dir.join("plain.csv");
-    let out = volley(&[
+    volley_ok(&[
         "train",
         "--plaintext",
         "--features",
@@ -147,11 +133,6 @@ fn client_server_round_trip_through_files() {
         "--out",
         p(&plain),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let out = volley(&[
         "evaluate",
         "--weights",
@@ -380,7 +361,7 @@ fn demo_on_paper_features_meets_acceptance() {
     let dir = tmpdir("demo");
     for train in ["0..128", "0..256"] {
         let report = dir.join("report.json");
-        let out = volley(&[
+        volley_ok(&[
             "--threads",
             "2",
             "demo",
@@ -395,11 +376,6 @@ fn demo_on_paper_features_meets_acceptance() {
             "--report",
             p(&report),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         eprintln!("{train}: {r}");
@@ -463,7 +439,7 @@ fn tampered_manifests_are_refused() {
             .success()
     );
     let w = dir.join("w.csv");
-    let out = volley(&[
+    volley_ok(&[
         "encrypt",
         "--keys",
         p(&keys),
@@ -474,18 +450,8 @@ fn tampered_manifests_are_refused() {
         "--out",
         p(&bundle),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = volley(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = volley(&[
+    volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
+    volley_ok(&[
         "decrypt",
         "--keys",
         p(&keys),
@@ -494,11 +460,6 @@ fn tampered_manifests_are_refused() {
         "--out",
         p(&w),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     let upload_cases: [(&str, &[&str], serde_json::Value); 6] = [
         (
@@ -581,7 +542,7 @@ fn tampered_manifests_are_refused() {
     let (b2, m2) = (dir.join("bundle-8"), dir.join("model-8"));
     let keys2 = dir.join("keys-copy");
     copy_dir(&keys, &keys2);
-    let out = volley(&[
+    volley_ok(&[
         "encrypt",
         "--keys",
         p(&keys2),
@@ -592,11 +553,6 @@ fn tampered_manifests_are_refused() {
         "--out",
         p(&b2),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         volley(&["train", "--bundle", p(&b2), "--out", p(&m2)])
             .status
@@ -649,7 +605,7 @@ fn snapshots_model_selection_and_learning_curve() {
             .status
             .success()
     );
-    let out = volley(&[
+    volley_ok(&[
         "encrypt",
         "--keys",
         p(&keys),
@@ -660,12 +616,7 @@ fn snapshots_model_selection_and_learning_curve() {
         "--out",
         p(&bundle),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = volley(&[
+    volley_ok(&[
         "train",
         "--bundle",
         p(&bundle),
@@ -674,11 +625,6 @@ fn snapshots_model_selection_and_learning_curve() {
         "--snapshot-every",
         "2",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut names: Vec<String> = std::fs::read_dir(model.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -686,7 +632,7 @@ fn snapshots_model_selection_and_learning_curve() {
     names.sort();
     assert_eq!(names, ["iter-000002.cts", "iter-000003.cts"]);
     let w = dir.join("best.csv");
-    let out = volley(&[
+    volley_ok(&[
         "decrypt",
         "--keys",
         p(&keys),
@@ -699,17 +645,12 @@ fn snapshots_model_selection_and_learning_curve() {
         "--select-rows",
         "16..24",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let scores: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("best.snapshots.json")).unwrap()).unwrap();
     assert_eq!(scores["snapshots"].as_array().unwrap().len(), 2, "{scores}");
     assert!(w.exists());
     let png = dir.join("curve.png");
-    let out = volley(&[
+    volley_ok(&[
         "report",
         "--keys",
         p(&keys),
@@ -724,11 +665,6 @@ fn snapshots_model_selection_and_learning_curve() {
         "--out",
         p(&png),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     let curve: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("curve.json")).unwrap()).unwrap();
@@ -794,7 +730,7 @@ fn demo_with_bootstrapping_on_the_real_preset() {
     );
     let dir = tmpdir("demo-boot");
     let report = dir.join("report.json");
-    let out = volley(&[
+    volley_ok(&[
         "--threads",
         "2",
         "demo",
@@ -811,11 +747,6 @@ fn demo_with_bootstrapping_on_the_real_preset() {
         "--report",
         p(&report),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     eprintln!("{r}");
     let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing"));
