@@ -535,15 +535,15 @@ impl EncodedLinearTransform {
                     TermPoly::Compact(_) => None,
                 })
                 .collect();
+            // `encode` makes every diagonal of a transform compact or none of them.
             let [u0, u1] = match (compact.is_empty(), stored.is_empty()) {
-                (false, true) => Poly::dot_pairs_scaled(params.ring(), basis, &compact),
                 (true, _) => dot_products(params, basis, &stored)?,
+                (false, true) => Poly::dot_pairs_scaled(params.ring(), basis, &compact),
                 (false, false) => {
-                    let [mut x0, mut x1] = Poly::dot_pairs_scaled(params.ring(), basis, &compact);
-                    let [y0, y1] = dot_products(params, basis, &stored)?;
-                    x0.add_assign(params.ring(), &y0);
-                    x1.add_assign(params.ring(), &y1);
-                    [x0, x1]
+                    return Err(Error::InvalidArgument {
+                        op: OP,
+                        msg: "internal: compact and stored diagonals in one transform".into(),
+                    });
                 }
             };
             out.push((
