@@ -260,17 +260,7 @@ impl LinearTransform {
                 let rotated: Vec<Complex64> = (0..n).map(|t| d[(t + n - jg % n) % n]).collect();
                 if self.compact && !self.double_hoisting {
                     // The same checks as encoding, then only the scaled coefficients.
-                    encoder.encode_complex(&rotated[..0], level, scale, n)?;
-                    if let Some(v) = rotated
-                        .iter()
-                        .find(|v| !(v.re.is_finite() && v.im.is_finite()))
-                    {
-                        return Err(Error::InvalidArgument {
-                            op: OP,
-                            msg: format!("diagonal value {v} is not finite"),
-                        });
-                    }
-                    let c = encoder.scaled_coefficients(&rotated, scale, n);
+                    let c = encoder.scaled_coefficients(&rotated, level, scale, n)?;
                     return Ok((jg, i, TermPoly::Compact(c), false));
                 }
                 let pt = encoder.encode_complex(&rotated, level, scale, n)?;

@@ -106,6 +106,29 @@ impl Encoder {
         scale: f64,
         slots: usize,
     ) -> Result<Plaintext> {
+        let coeffs = self.scaled_coefficients(values, level, scale, slots)?;
+        Ok(Plaintext {
+            params: self.params.clone(),
+            poly: Self::poly_from_scaled(&self.params, &coeffs, level),
+            level,
+            scale,
+            slots,
+        })
+    }
+
+    /// The first half of [`Self::encode_complex`], with all its checks (`level` is only
+    /// checked: the coefficients serve any level): the 2 `slots`
+    /// nonzero coefficients of the plaintext, scaled but not rounded, real parts then
+    /// imaginary parts; coefficient `i` of either half sits at `i * N / (2 slots)` of its half
+    /// of the polynomial. A compact form of a plaintext for any level: 2 `slots` numbers
+    /// instead of N residues per prime.
+    pub(crate) fn scaled_coefficients(
+        &self,
+        values: &[Complex64],
+        level: usize,
+        scale: f64,
+        slots: usize,
+    ) -> Result<Vec<f64>> {
         self.check_slots(slots, "encode")?;
         if values.len() > slots {
             return Err(Error::TooManyValues {
@@ -136,34 +159,13 @@ impl Encoder {
                 msg: format!("value {v} is not finite"),
             });
         }
-        let coeffs = self.scaled_coefficients(values, scale, slots);
-        Ok(Plaintext {
-            params: self.params.clone(),
-            poly: Self::poly_from_scaled(&self.params, &coeffs, level),
-            level,
-            scale,
-            slots,
-        })
-    }
-
-    /// The first half of [`Self::encode_complex`] (values already checked): the 2 `slots`
-    /// nonzero coefficients of the plaintext, scaled but not rounded, real parts then
-    /// imaginary parts; coefficient `i` of either half sits at `i * N / (2 slots)` of its half
-    /// of the polynomial. A compact form of a plaintext for any level: 2 `slots` numbers
-    /// instead of N residues per prime.
-    pub(crate) fn scaled_coefficients(
-        &self,
-        values: &[Complex64],
-        scale: f64,
-        slots: usize,
-    ) -> Vec<f64> {
         let mut vals = vec![Complex64::new(0.0, 0.0); slots];
         vals[..values.len()].copy_from_slice(values);
         self.fft_special_inv(&mut vals);
         let mut coeffs = Vec::with_capacity(2 * slots);
         coeffs.extend(vals.iter().map(|v| v.re * scale));
         coeffs.extend(vals.iter().map(|v| v.im * scale));
-        coeffs
+        Ok(coeffs)
     }
 
     /// The second half of [`Self::encode_complex`]: the plaintext polynomial (NTT form over
