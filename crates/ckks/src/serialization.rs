@@ -956,6 +956,19 @@ impl Serializable for EncapsulationKeys {
         let small = params.encapsulation_params()?;
         let dense_to_sparse = read_switching_body(&mut r, &small)?;
         let sparse_to_dense = read_switching_body(&mut r, params)?;
+        // Both keys serve the top of their chains (the switch back to the dense secret
+        // follows ModRaise, at the top): a key stopping lower is not one key generation
+        // makes, and would break the format's exact size (found by the encapsulation_keys
+        // fuzz target once keys carried levels).
+        for (k, p) in [(&dense_to_sparse, &small), (&sparse_to_dense, params)] {
+            if k.max_level() != p.max_level() {
+                return Err(r.err(format!(
+                    "an encapsulation key for level {}, not its chain's top level {}",
+                    k.max_level(),
+                    p.max_level()
+                )));
+            }
+        }
         r.finish()?;
         Ok(EncapsulationKeys {
             dense_to_sparse,

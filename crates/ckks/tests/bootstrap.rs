@@ -278,10 +278,14 @@ fn typed_errors() {
 fn key_report() {
     let s = setup(10, 512);
     // Every key the bootstrapper names is generated, and the planned size is exact.
-    let (ek, keys) = {
+    let (ek, keys, low_body) = {
         let mut kg = KeyGenerator::new_deterministic_for_tests(s.params.clone(), [9u8; 32]);
         let sk = kg.gen_secret_key();
-        s.btp.gen_keys(&mut kg, &sk).unwrap()
+        let (ek, keys) = s.btp.gen_keys(&mut kg, &sk).unwrap();
+        // A well-formed switching-key body that stops at level 1.
+        let low = kg.gen_evaluation_keys_up_to(&sk, true, &[], false, 1);
+        let low_body = low.relin.unwrap().key().to_bytes()[serialization::HEADER_LEN..].to_vec();
+        (ek, keys, low_body)
     };
     assert_eq!(ek.galois.len(), s.btp.rotation_steps().len() + 1);
     // The client's cheap listing (no matrix encoded) names the same steps, full and sparse.
@@ -304,6 +308,12 @@ fn key_report() {
     // Seeded serialization: round trip, exact size, refusals.
     let bytes = keys.to_bytes();
     assert_eq!(bytes.len(), keys.serialized_size());
+    // A sparse-to-dense key stopping below the top is refused (ModRaise lands at the top).
+    let s2d_at = bytes.len() - keys.sparse_to_dense().to_bytes().len() + serialization::HEADER_LEN;
+    let mut low = bytes[..s2d_at].to_vec();
+    low.extend_from_slice(&low_body);
+    let e = EncapsulationKeys::from_bytes(&s.params, &low).unwrap_err();
+    assert!(e.to_string().contains("top level"), "{e}");
     let back = EncapsulationKeys::from_bytes(&s.params, &bytes).unwrap();
     assert_eq!(back.to_bytes(), bytes);
     let ct = s.encrypt(&values(512, 4), 512, 0);
