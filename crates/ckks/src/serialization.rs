@@ -434,8 +434,28 @@ pub fn evaluation_keys_size(
     relin: bool,
     galois_keys: usize,
 ) -> usize {
-    let swk = switching_body_size(params, level);
-    HEADER_LEN + 1 + if relin { swk } else { 0 } + 4 + galois_keys * (8 + swk)
+    evaluation_keys_size_at(
+        params,
+        relin.then_some(level),
+        std::iter::repeat_n(level, galois_keys),
+    )
+}
+
+/// Exact serialized size of an evaluation-key bundle whose relinearisation key (if any) and
+/// Galois keys serve ciphertexts up to their own levels.
+pub fn evaluation_keys_size_at(
+    params: &Params,
+    relin: Option<usize>,
+    galois_levels: impl IntoIterator<Item = usize>,
+) -> usize {
+    HEADER_LEN
+        + 1
+        + relin.map_or(0, |l| switching_body_size(params, l))
+        + 4
+        + galois_levels
+            .into_iter()
+            .map(|l| 8 + switching_body_size(params, l))
+            .sum::<usize>()
 }
 
 // ----- the public interface -----

@@ -231,17 +231,52 @@ fn typed_errors() {
     let eval = Evaluator::new(s.params.clone(), partial);
     let e = s.btp.bootstrap(&eval, &s.keys, &ct).unwrap_err();
     assert!(matches!(e, Error::MissingKey { .. }), "{e}");
-    let no_relin = kg.gen_evaluation_keys(&sk, false, s.btp.rotation_steps(), true);
+    let no_relin = kg.gen_evaluation_keys(&sk, false, &s.btp.rotation_steps(), true);
     let eval = Evaluator::new(s.params.clone(), no_relin);
     assert!(matches!(
         s.btp.bootstrap(&eval, &s.keys, &ct),
         Err(Error::MissingKey { .. })
     ));
     // Every key present but stopping below the top of the chain (where ModRaise lands).
-    let low = kg.gen_evaluation_keys_up_to(&sk, true, s.btp.rotation_steps(), true, 3);
+    let low = kg.gen_evaluation_keys_up_to(&sk, true, &s.btp.rotation_steps(), true, 3);
     let eval = Evaluator::new(s.params.clone(), low);
     match s.btp.bootstrap(&eval, &s.keys, &ct) {
         Err(Error::MissingKey { what, .. }) => assert!(what.contains("reaching level"), "{what}"),
+        other => panic!("expected a missing-key error, got {other:?}"),
+    }
+    // Each key exists only up to the level it is used at: SlotsToCoeffs' own rotation keys
+    // and EvalMod's relinearisation key stop below the top, the generated keys stop exactly
+    // where the plan says, and a key one level short of its use is refused.
+    let plan = s.btp.key_plan().clone();
+    let top = s.params.max_level();
+    assert!(plan.relin < top && plan.conjugate < top, "{plan:?}");
+    let (low_step, low_level) = *plan
+        .rotations
+        .iter()
+        .find(|&&(_, l)| l < top)
+        .expect("some rotation key below the top");
+    let exact = plan.generate(&mut kg, &sk);
+    for &(step, level) in &plan.rotations {
+        let g = s.params.ring().galois_element_for_rotation(step);
+        assert_eq!(
+            exact.galois_key(g).unwrap().max_level(),
+            level,
+            "step {step}"
+        );
+    }
+    assert_eq!(exact.relin.as_ref().unwrap().key().max_level(), plan.relin);
+    let mut short = plan.clone();
+    short
+        .rotations
+        .iter_mut()
+        .filter(|(s, _)| *s == low_step)
+        .for_each(|(_, l)| *l -= 1);
+    let eval = Evaluator::new(s.params.clone(), short.generate(&mut kg, &sk));
+    match s.btp.bootstrap(&eval, &s.keys, &ct) {
+        Err(Error::MissingKey { what, .. }) => assert!(
+            what.contains(&format!("step {low_step} reaching level {low_level}")),
+            "{what}"
+        ),
         other => panic!("expected a missing-key error, got {other:?}"),
     }
     // Encapsulation keys of other parameters.
@@ -291,9 +326,9 @@ fn key_report() {
     // The client's cheap listing (no matrix encoded) names the same steps, full and sparse.
     for slots in [512, 64] {
         let cfg = BootstrapConfig::new(slots);
-        let steps = Bootstrapper::rotation_steps_for(&s.params, &cfg).unwrap();
+        let plan = Bootstrapper::key_plan_for(&s.params, &cfg).unwrap();
         let btp = Bootstrapper::new(s.params.clone(), cfg).unwrap();
-        assert_eq!(steps, btp.rotation_steps(), "{slots} slots");
+        assert_eq!(&plan, btp.key_plan(), "{slots} slots");
     }
     assert_eq!(
         ek.serialized_size() + keys.serialized_size(),

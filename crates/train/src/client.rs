@@ -155,9 +155,12 @@ impl Client {
             });
         }
         let config = crate::refresh::bootstrap_config(geometry)?;
-        let btp_steps = Bootstrapper::rotation_steps_for(&self.params, &config)?;
+        let plan = Bootstrapper::key_plan_for(&self.params, &config)?;
+        let btp_steps = plan.steps();
         let out = Bootstrapper::plan(&self.params, &config)?.output;
-        let mut evaluation = kg.gen_evaluation_keys(&self.secret, true, &btp_steps, true);
+        // Each bootstrapping key only up to the level it is used at (KeyPlan); the
+        // schedule's own keys up to the output level, where the iterations run.
+        let mut evaluation = plan.generate(&mut kg, &self.secret);
         let training: Vec<i64> = steps
             .into_iter()
             .filter(|s| !btp_steps.contains(&s.rem_euclid(self.params.max_slots() as i64)))

@@ -45,7 +45,7 @@ use crate::params::Params;
 use crate::ring::{Coeff, Ntt, Poly};
 use crate::rlwe::ciphertext::Ciphertext;
 use crate::rlwe::keys::{EncapsulationKeys, EvaluationKeys};
-use crate::serialization::{encapsulation_keys_size, evaluation_keys_size};
+use crate::serialization::{encapsulation_keys_size, evaluation_keys_size_at};
 use dft::Diagonals;
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -116,6 +116,104 @@ impl LevelBudget {
     }
 }
 
+/// The switching keys bootstrapping needs, each with the highest level it is used at. A key
+/// serves ciphertexts up to its own level (see `SwitchingKey`), and its size grows with that
+/// level: SlotsToCoeffs runs low in the chain (levels 11 to 13 of `boot16`), so the rotation
+/// keys only it uses are about a third of the size of CoeffsToSlots' (level 25); EvalMod's
+/// relinearisation key and the real/imaginary split's conjugation key start at CoeffsToSlots'
+/// output level. Keys needed at several levels are made for the highest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPlan {
+    /// Level of the relinearisation key.
+    pub relin: usize,
+    /// Level of the conjugation key.
+    pub conjugate: usize,
+    /// Rotation steps in `[1, N/2)` (one per Galois element), sorted, with their levels.
+    pub rotations: Vec<(i64, usize)>,
+}
+
+impl KeyPlan {
+    /// The rotation steps.
+    pub fn steps(&self) -> Vec<i64> {
+        self.rotations.iter().map(|&(s, _)| s).collect()
+    }
+
+    /// Serialized size (seeded) of the evaluation keys of the plan.
+    pub fn serialized_size(&self, params: &Params) -> usize {
+        evaluation_keys_size_at(
+            params,
+            Some(self.relin),
+            self.rotations
+                .iter()
+                .map(|&(_, l)| l)
+                .chain([self.conjugate]),
+        )
+    }
+
+    /// Checks that `keys` hold every key of the plan at its level.
+    pub fn check(&self, params: &Params, keys: &EvaluationKeys) -> Result<()> {
+        let ring = params.ring();
+        let missing = |what: String| Err(Error::MissingKey { op: OP, what });
+        if keys
+            .relin
+            .as_ref()
+            .is_none_or(|k| k.key().max_level() < self.relin)
+        {
+            return missing(format!("relinearization key reaching level {}", self.relin));
+        }
+        let reaches =
+            |g: u64, level: usize| keys.galois_key(g).is_some_and(|k| k.max_level() >= level);
+        if !reaches(ring.galois_element_conjugate(), self.conjugate) {
+            return missing(format!("conjugation key reaching level {}", self.conjugate));
+        }
+        if let Some((s, l)) = self
+            .rotations
+            .iter()
+            .find(|&&(s, l)| !reaches(ring.galois_element_for_rotation(s), l))
+        {
+            return missing(format!(
+                "rotation key for step {s} reaching level {l} ({} rotation keys are needed; see Bootstrapper::key_plan)",
+                self.rotations.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Client side: generates the plan's keys, each up to its level.
+    #[cfg(feature = "client")]
+    pub fn generate(
+        &self,
+        kg: &mut crate::rlwe::keygen::KeyGenerator,
+        sk: &crate::rlwe::keys::SecretKey,
+    ) -> EvaluationKeys {
+        let mut levels: Vec<usize> = self
+            .rotations
+            .iter()
+            .map(|&(_, l)| l)
+            .chain([self.relin, self.conjugate])
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let mut keys = EvaluationKeys::default();
+        for level in levels {
+            let steps: Vec<i64> = self
+                .rotations
+                .iter()
+                .filter(|&&(_, l)| l == level)
+                .map(|&(s, _)| s)
+                .collect();
+            keys.merge(kg.gen_evaluation_keys_up_to(
+                sk,
+                self.relin == level,
+                &steps,
+                self.conjugate == level,
+                level,
+            ));
+        }
+        keys
+    }
+}
+
 /// Where a bootstrap's time went, by stage: ModRaise (with encapsulation and SubSum),
 /// CoeffsToSlots, EvalMod, SlotsToCoeffs. Accumulates over calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -151,7 +249,7 @@ pub struct Bootstrapper {
     stc: Vec<EncodedLinearTransform>,
     /// The constant folded into SlotsToCoeffs (see `new`).
     stc_constant: f64,
-    rotation_steps: Vec<i64>,
+    keys: KeyPlan,
 }
 
 impl std::fmt::Debug for Bootstrapper {
@@ -233,12 +331,13 @@ impl Bootstrapper {
         };
         let cts = encode(matrices.cts)?;
         let stc = encode(matrices.stc)?;
-        let steps = Self::steps_of(
+        let keys = Self::key_plan_of(
             &params,
             &config,
+            &budget,
             cts.iter()
                 .chain(&stc)
-                .flat_map(EncodedLinearTransform::rotation_steps),
+                .flat_map(|f| f.rotation_steps().into_iter().map(|s| (s, f.level()))),
         );
         let small = params.encapsulation_params()?;
         Ok(Self {
@@ -250,43 +349,57 @@ impl Bootstrapper {
             cts,
             stc,
             stc_constant: matrices.stc_constant,
-            rotation_steps: steps,
+            keys,
         })
     }
 
-    /// The rotation steps [`Self::new`] would report, without encoding any matrix (what a
-    /// client needs to generate the keys: a small fraction of the time and memory).
-    pub fn rotation_steps_for(params: &Arc<Params>, config: &BootstrapConfig) -> Result<Vec<i64>> {
-        let (matrices, _, _) = Self::matrices(params, config)?;
-        let mut steps = Vec::new();
-        for (slots, diagonals, _) in matrices.cts.into_iter().chain(matrices.stc) {
+    /// The key plan [`Self::new`] would report, without encoding any matrix (what a client
+    /// needs to generate the keys: a small fraction of the time and memory).
+    pub fn key_plan_for(params: &Arc<Params>, config: &BootstrapConfig) -> Result<KeyPlan> {
+        let (matrices, budget, _) = Self::matrices(params, config)?;
+        let mut uses = Vec::new();
+        for (slots, diagonals, level) in matrices.cts.into_iter().chain(matrices.stc) {
             let lt = LinearTransform::from_diagonals(
                 slots,
                 diagonals.into_iter().map(|(k, d)| (k as i64, d)),
             )?;
-            steps.extend(lt.rotation_steps());
+            uses.extend(lt.rotation_steps().into_iter().map(|s| (s, level)));
         }
-        Ok(Self::steps_of(params, config, steps))
+        Ok(Self::key_plan_of(params, config, &budget, uses))
     }
 
-    /// Every distinct Galois element of the DFT steps and SubSum, as steps in `[1, N/2)`.
-    fn steps_of(
+    /// The key plan of the DFT factors' rotations `(step, level)`, with SubSum's at the top.
+    fn key_plan_of(
         params: &Params,
         config: &BootstrapConfig,
-        dft: impl IntoIterator<Item = i64>,
-    ) -> Vec<i64> {
+        budget: &LevelBudget,
+        dft: impl IntoIterator<Item = (i64, usize)>,
+    ) -> KeyPlan {
         let (n, max) = (config.slots, params.max_slots());
-        let mut steps: Vec<i64> = dft.into_iter().collect();
+        let mut uses: Vec<(i64, usize)> = dft.into_iter().collect();
         if n < max {
-            steps.extend(Evaluator::inner_sum_steps(n as i64, max / n));
+            uses.extend(
+                Evaluator::inner_sum_steps(n as i64, max / n)
+                    .into_iter()
+                    .map(|s| (s, budget.top)),
+            );
         }
-        // One key per Galois element: steps that differ by a multiple of N/2 share a key.
+        // One key per Galois element: steps that differ by a multiple of N/2 share a key,
+        // made for the highest level it is used at.
         let half = max as i64;
-        steps.iter_mut().for_each(|s| *s = s.rem_euclid(half));
-        steps.retain(|&s| s != 0);
-        steps.sort_unstable();
-        steps.dedup();
-        steps
+        let mut levels: std::collections::BTreeMap<i64, usize> = Default::default();
+        for (s, l) in uses {
+            let s = s.rem_euclid(half);
+            if s != 0 {
+                let e = levels.entry(s).or_insert(l);
+                *e = (*e).max(l);
+            }
+        }
+        KeyPlan {
+            relin: budget.eval_mod_input(),
+            conjugate: budget.eval_mod_input(),
+            rotations: levels.into_iter().collect(),
+        }
     }
 
     /// The DFT factors (slots, diagonals, level) with every constant folded in, the level
@@ -433,60 +546,26 @@ impl Bootstrapper {
         self.budget.output
     }
 
-    /// The rotation steps whose keys [`Self::bootstrap`] needs (besides the
-    /// relinearisation key, the conjugation key and the encapsulation keys).
-    pub fn rotation_steps(&self) -> &[i64] {
-        &self.rotation_steps
+    /// The evaluation keys [`Self::bootstrap`] needs, each with its level (besides the
+    /// encapsulation keys).
+    pub fn key_plan(&self) -> &KeyPlan {
+        &self.keys
+    }
+
+    /// The rotation steps of [`Self::key_plan`].
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        self.keys.steps()
     }
 
     /// Serialized size in bytes of every key bootstrapping needs (seeded): relinearisation,
     /// rotations, conjugation and the two encapsulation keys.
     pub fn key_bytes(&self) -> usize {
-        evaluation_keys_size(
-            &self.params,
-            self.params.max_level(),
-            true,
-            self.rotation_steps.len() + 1,
-        ) + encapsulation_keys_size(&self.params, &self.small)
+        self.keys.serialized_size(&self.params) + encapsulation_keys_size(&self.params, &self.small)
     }
 
     /// Checks that the evaluator holds every key needed, before any work.
     fn check_keys(&self, eval: &Evaluator, enc: &EncapsulationKeys) -> Result<()> {
-        let keys: &EvaluationKeys = eval.keys();
-        let ring = self.params.ring();
-        // CoeffsToSlots runs at the top of the chain and SlotsToCoeffs shares its rotation
-        // steps, so every key must reach the top (keys may stop lower; see SwitchingKey).
-        let top = self.params.max_level();
-        if keys
-            .relin
-            .as_ref()
-            .is_none_or(|k| k.key().max_level() < top)
-        {
-            return Err(Error::MissingKey {
-                op: OP,
-                what: format!("relinearization key reaching level {top}"),
-            });
-        }
-        let reaches = |g: u64| keys.galois_key(g).is_some_and(|k| k.max_level() >= top);
-        if !reaches(ring.galois_element_conjugate()) {
-            return Err(Error::MissingKey {
-                op: OP,
-                what: format!("conjugation key reaching level {top}"),
-            });
-        }
-        if let Some(s) = self
-            .rotation_steps
-            .iter()
-            .find(|&&s| !reaches(ring.galois_element_for_rotation(s)))
-        {
-            return Err(Error::MissingKey {
-                op: OP,
-                what: format!(
-                    "rotation key for step {s} reaching level {top} ({} rotation keys are needed; see Bootstrapper::rotation_steps)",
-                    self.rotation_steps.len()
-                ),
-            });
-        }
+        self.keys.check(&self.params, eval.keys())?;
         if enc.sparse_to_dense.params().fingerprint() != self.params.fingerprint()
             || enc.dense_to_sparse.params().fingerprint() != self.small.fingerprint()
         {
@@ -809,7 +888,7 @@ impl Bootstrapper {
         kg: &mut crate::rlwe::keygen::KeyGenerator,
         sk: &crate::rlwe::keys::SecretKey,
     ) -> Result<(EvaluationKeys, EncapsulationKeys)> {
-        let keys = kg.gen_evaluation_keys(sk, true, &self.rotation_steps, true);
+        let keys = self.keys.generate(kg, sk);
         let enc = kg.gen_encapsulation_keys(sk)?;
         Ok((keys, enc))
     }
