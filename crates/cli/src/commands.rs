@@ -2,7 +2,8 @@
 //! all-in-one `demo`.
 
 use crate::files::{
-    cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic, write_file_atomic,
+    cts_from_bytes, cts_to_bytes, partial_dir, read, write, write_dir_atomic, write_dir_resumable,
+    write_file_atomic,
 };
 use crate::plot::{CurvePoint, learning_curve_png};
 use crate::report::{DataReport, DemoReport, ParamsReport, RefreshSeconds};
@@ -16,10 +17,12 @@ use volley_train::algorithm::{
     Weights, accuracy, agreement, max_abs_difference, train_plain, train_plain_each,
 };
 use volley_train::bundle::{EncryptedModel, Manifest, UploadBundle};
+use volley_train::checkpoint::{Checkpoint, CheckpointRef};
 use volley_train::client::Client;
+use volley_train::container::write_ciphertexts;
 use volley_train::data::{Design, FeatureTable, parse_range};
 use volley_train::layout::{Geometry, Schedule};
-use volley_train::server::{self, Progress, TrainStats};
+use volley_train::server::{self, Progress, RunOptions, TrainStats};
 
 /// Reads a feature file of either format (`FeatureTable::read`: the one reader).
 pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
@@ -456,6 +459,15 @@ pub struct TrainArgs {
     /// `OUT/snapshots/`, for the client's learning curve and model selection.
     #[arg(long, value_name = "K")]
     pub snapshot_every: Option<usize>,
+    /// Save the training state every K iterations into `.OUT.partial/checkpoint.bin` (the
+    /// run's work directory), so that a run killed at any moment can be resumed.
+    #[arg(long, value_name = "K", conflicts_with = "plaintext")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the interrupted run in `.OUT.partial/` from its last checkpoint (same
+    /// bundle and --iters): the model is the one an uninterrupted run gives, bit for bit.
+    /// Without a checkpoint there, starts from the beginning.
+    #[arg(long, conflicts_with = "plaintext")]
+    pub resume: bool,
     /// Train the plaintext reference of the same algorithm instead (needs --features).
     #[arg(long)]
     pub plaintext: bool,
@@ -522,21 +534,56 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     let (pb, mut cb) = progress_callback(ui, iters);
     let mut stats = None;
     // The model directory is filled while training (snapshots as they come) and renamed
-    // into place only when everything is written.
-    write_dir_atomic(&args.out, |tmp| {
+    // into place only when everything is written. A resumable run (checkpoints or
+    // --resume) works in `.OUT.partial/`, which survives the process and is kept on error.
+    let resumable = args.checkpoint_every.is_some() || args.resume;
+    let work = resumable.then(|| partial_dir(&args.out)).transpose()?;
+    if let Some(w) = &work {
+        if w.exists() && !args.resume {
+            return Err(CliError::Msg(format!(
+                "{} holds an interrupted run: pass --resume to continue it, or delete it",
+                w.display()
+            )));
+        }
+    }
+    let fill = |tmp: &Path| -> Result<(), CliError> {
         let snaps = tmp.join(SNAPSHOT_DIR);
         if args.snapshot_every.is_some() {
             std::fs::create_dir_all(&snaps).map_err(|e| CliError::io(&snaps, e))?;
         }
+        let checkpoint_path = tmp.join(CHECKPOINT_FILE);
+        let resume = if args.resume && checkpoint_path.exists() {
+            let c = Checkpoint::from_bytes(
+                &read(&checkpoint_path)?,
+                &bundle.manifest,
+                &bundle.params,
+                iters,
+            )
+            .map_err(|e| CliError::Msg(format!("{}: {e}", checkpoint_path.display())))?;
+            eprintln!(
+                "resuming from {} ({} of {iters} iterations done)",
+                checkpoint_path.display(),
+                c.iteration
+            );
+            Some(c)
+        } else {
+            None
+        };
         let mut sink = |k: usize, w: Vec<volley_ckks::Ciphertext>| -> volley_train::Result<()> {
             let path = snaps.join(snapshot_file(k));
-            std::fs::write(&path, cts_to_bytes(&w)).map_err(|e| volley_train::TrainError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })
+            write_atomic_streamed(&path, |f| write_ciphertexts(f, &w))
         };
-        let (model, st) =
-            server::train_with_snapshots(&bundle, iters, args.snapshot_every, &mut cb, &mut sink)?;
+        let manifest = &bundle.manifest;
+        let mut save = |c: CheckpointRef<'_>| -> volley_train::Result<()> {
+            write_atomic_streamed(&checkpoint_path, |f| c.write_to(manifest, f))
+        };
+        let options = RunOptions {
+            snapshot_every: args.snapshot_every,
+            checkpoint_every: args.checkpoint_every,
+            checkpoints: Some(&mut save),
+            resume,
+        };
+        let (model, st) = server::train_run(&bundle, iters, options, &mut cb, &mut sink)?;
         pb.finish_and_clear();
         stats = Some(st);
         write(
@@ -549,8 +596,15 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
             &tmp.join("params.bin"),
             &volley_ckks::params_to_bytes(&bundle.params),
         )?;
-        write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))
-    })?;
+        write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))?;
+        // The finished model needs no checkpoint.
+        let _ = std::fs::remove_file(&checkpoint_path);
+        Ok(())
+    };
+    match &work {
+        Some(w) => write_dir_resumable(&args.out, w, fill)?,
+        None => write_dir_atomic(&args.out, fill)?,
+    }
     let stats = stats.unwrap_or_default();
     eprintln!(
         "encrypted model written to {} ({} iterations, {} bootstraps, key switches per iteration {:?})",
@@ -564,6 +618,24 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
 
 /// Snapshot subdirectory of a model directory.
 const SNAPSHOT_DIR: &str = "snapshots";
+
+/// Checkpoint file in the work directory of a resumable run.
+const CHECKPOINT_FILE: &str = "checkpoint.bin";
+
+/// Writes `path` atomically through a streaming writer (the file appears whole or not at
+/// all, also when the process is killed).
+fn write_atomic_streamed(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> volley_train::Result<()> {
+    let io = |e: std::io::Error| volley_train::TrainError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut f = volley_ckks::serialization::AtomicFile::create(path).map_err(io)?;
+    body(f.writer().map_err(io)?).map_err(io)?;
+    f.commit().map(|_| ()).map_err(io)
+}
 
 /// File of the snapshot after `k` iterations.
 fn snapshot_file(k: usize) -> String {

@@ -779,3 +779,79 @@ fn demo_with_bootstrapping_on_the_real_preset() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `volley train --checkpoint-every 1` killed with SIGKILL after its first checkpoint leaves
+/// no model; a plain rerun refuses to discard the interrupted run; `--resume` finishes it
+/// with the very model (same bytes) of an uninterrupted run.
+#[test]
+fn killed_training_resumes_to_the_same_model() {
+    let dir = tmpdir("resume");
+    let csv = write_csv(&dir, 24);
+    let keys = dir.join("keys");
+    let bundle = dir.join("bundle");
+    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "4"]);
+    volley_ok(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--out",
+        p(&bundle),
+    ]);
+    let whole = dir.join("whole");
+    volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&whole)]);
+    let model = dir.join("model");
+    let partial = dir.join(".model.partial");
+    let train = [
+        "train",
+        "--bundle",
+        p(&bundle),
+        "--out",
+        p(&model),
+        "--checkpoint-every",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["--quiet"])
+        .args(train)
+        .spawn()
+        .expect("spawn volley train");
+    // Bounded wait (at most 10 minutes) for the first checkpoint, then SIGKILL.
+    let checkpoint = partial.join("checkpoint.bin");
+    let mut waited = 0;
+    while !checkpoint.exists() && waited < 30_000 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint was seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+    }
+    assert!(checkpoint.exists(), "no checkpoint after 10 minutes");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!model.exists(), "killed: no model");
+    // Without --resume the interrupted run is not thrown away.
+    assert_fails(&volley(&train), "pass --resume");
+    let out = volley_ok(&[&train[..], &["--resume"]].concat());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("resuming from"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!partial.exists() && !model.join("checkpoint.bin").exists());
+    let a = std::fs::read(whole.join("weights.cts")).unwrap();
+    let b = std::fs::read(model.join("weights.cts")).unwrap();
+    assert!(
+        a == b,
+        "the resumed model differs from the uninterrupted one"
+    );
+    // A checkpoint of another bundle is refused with a clear error.
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(&checkpoint, b"VLYCKP01\x02\x00\x00\x00{}").unwrap();
+    assert_fails(&volley(&[&train[..], &["--resume"]].concat()), "checkpoint");
+    let _ = std::fs::remove_dir_all(&dir);
+}

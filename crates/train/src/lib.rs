@@ -8,14 +8,18 @@
 //! - [`setup`]: parameter choice, the level plan of a run and rotation keys;
 //! - [`refresh`]: the server's bootstrapping of its state (any number of iterations);
 //! - [`bundle`]: the upload and the encrypted model;
+//! - [`container`]: the ciphertext container of every `.cts` file;
+//! - [`checkpoint`]: the server's state mid-run, to resume a killed run exactly;
 //! - [`client`] (feature `client`): keys, encryption, decryption;
 //! - [`server`]: training on ciphertexts with public keys only.
 #![deny(missing_docs)]
 
 pub mod algorithm;
 pub mod bundle;
+pub mod checkpoint;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod container;
 pub mod data;
 pub mod error;
 pub mod layout;

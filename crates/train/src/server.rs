@@ -3,6 +3,7 @@
 
 use crate::algorithm::{SIGMOID_C1, SIGMOID_C3, schedule};
 use crate::bundle::{EncryptedModel, UploadBundle};
+use crate::checkpoint::{Checkpoint, CheckpointRef, CheckpointSink};
 use crate::error::{Result, TrainError};
 use crate::layout::{Geometry, Schedule};
 use crate::refresh::Refresher;
@@ -75,15 +76,64 @@ pub fn train_with_snapshots(
     progress: &mut dyn FnMut(Progress),
     sink: &mut SnapshotSink<'_>,
 ) -> Result<(EncryptedModel, TrainStats)> {
+    let options = RunOptions {
+        snapshot_every: every,
+        ..RunOptions::default()
+    };
+    train_run(bundle, iterations, options, progress, sink)
+}
+
+/// Snapshots, checkpoints and resumption of a run (see [`train_run`]).
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Hand the model to the snapshot sink after every this many iterations (and the last).
+    pub snapshot_every: Option<usize>,
+    /// Hand the state to `checkpoints` after every this many iterations (not after the
+    /// last: the model is the result then). Diagonal schedule only.
+    pub checkpoint_every: Option<usize>,
+    /// Where checkpoints go (written before the run continues: a run killed later resumes
+    /// from it).
+    pub checkpoints: Option<&'a mut CheckpointSink<'a>>,
+    /// Continue from this state instead of the upload's initial weights (read with
+    /// [`Checkpoint::from_bytes`], which ties it to the upload and the run's length).
+    pub resume: Option<Checkpoint>,
+}
+
+/// [`train_with_snapshots`] with checkpoints and resumption: a run continued from a
+/// checkpoint of itself ends with the same model, bit for bit, as if never interrupted
+/// (see [`crate::checkpoint`]), and sends the snapshots after the checkpoint.
+pub fn train_run(
+    bundle: &UploadBundle,
+    iterations: usize,
+    options: RunOptions<'_>,
+    progress: &mut dyn FnMut(Progress),
+    sink: &mut SnapshotSink<'_>,
+) -> Result<(EncryptedModel, TrainStats)> {
+    let RunOptions {
+        snapshot_every: every,
+        checkpoint_every,
+        checkpoints,
+        resume,
+    } = options;
     if every == Some(0) {
         return Err(TrainError::Data(
             "--snapshot-every must be at least 1".into(),
+        ));
+    }
+    if checkpoint_every == Some(0) {
+        return Err(TrainError::Data(
+            "--checkpoint-every must be at least 1".into(),
         ));
     }
     let mut snapshot = Snapshots {
         every,
         iterations,
         sink,
+    };
+    let mut state = State {
+        checkpoint_every,
+        checkpoints,
+        resume,
     };
     let m = &bundle.manifest;
     // Every shape is checked against the parameters before it sizes anything.
@@ -118,10 +168,23 @@ pub fn train_with_snapshots(
         g: m.geometry,
     };
     let (weights, stats) = match m.schedule {
-        Schedule::Diagonal => {
-            diagonal::train(&ctx, bundle, &plan, iterations, progress, &mut snapshot)?
+        Schedule::Diagonal => diagonal::train(
+            &ctx,
+            bundle,
+            &plan,
+            iterations,
+            progress,
+            &mut snapshot,
+            &mut state,
+        )?,
+        Schedule::Paper => {
+            if state.checkpoint_every.is_some() || state.resume.is_some() {
+                return Err(TrainError::Data(
+                    "checkpoints and --resume need the diagonal schedule (the paper's is kept as it was, for comparison)".into(),
+                ));
+            }
+            paper::train(&ctx, bundle, iterations, progress, &mut snapshot)?
         }
-        Schedule::Paper => paper::train(&ctx, bundle, iterations, progress, &mut snapshot)?,
     };
     Ok((
         EncryptedModel {
@@ -153,6 +216,34 @@ impl Snapshots<'_, '_> {
             .map(|ct| eval.drop_to_level(ct, 0))
             .collect::<volley_ckks::Result<_>>()?;
         (self.sink)(k, low)
+    }
+}
+
+/// Checkpointing and resumption of one run.
+struct State<'s, 'a> {
+    checkpoint_every: Option<usize>,
+    checkpoints: Option<&'s mut CheckpointSink<'a>>,
+    resume: Option<Checkpoint>,
+}
+
+impl State<'_, '_> {
+    /// Hands the state after `k` of `iterations` iterations to the sink when one is due.
+    fn save(
+        &mut self,
+        k: usize,
+        iterations: usize,
+        v: &[Ciphertext],
+        v_prev: &[Ciphertext],
+    ) -> Result<()> {
+        match (self.checkpoint_every, self.checkpoints.as_deref_mut()) {
+            (Some(e), Some(sink)) if k % e == 0 && k < iterations => sink(CheckpointRef {
+                iterations,
+                iteration: k,
+                v,
+                v_prev,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -320,6 +411,7 @@ mod diagonal {
         iterations: usize,
         progress: &mut dyn FnMut(Progress),
         snapshot: &mut Snapshots<'_, '_>,
+        state: &mut State<'_, '_>,
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
         let (eval, g) = (ctx.eval, ctx.g);
         let x = bundle.group("x", g.row_cts)?;
@@ -383,12 +475,30 @@ mod diagonal {
 
         let consts = schedule(iterations, g.n);
         let s_e = bundle.params.default_scale();
-        let mut v: Vec<Ciphertext> = w0
-            .iter()
-            .map(|ct| eval.drop_to_level(ct, plan.start))
-            .collect::<volley_ckks::Result<_>>()?;
-        let mut v_prev: Option<Vec<Ciphertext>> = None;
-        for (t, step) in consts.iter().enumerate() {
+        // From the upload's initial weights, or from a checkpoint (its state sits at a
+        // level the plan reaches: at most where a refresh lands, and above what one more
+        // iteration spends or at the level a refresh starts from).
+        let (first, mut v, mut v_prev) = match state.resume.take() {
+            Some(c) => {
+                let level = c.v[0].level();
+                if level > plan.start || c.v_prev[0].level() < level {
+                    return Err(TrainError::Mismatch(format!(
+                        "checkpoint: state at level {level} (previous at {}), the plan refreshes to {}",
+                        c.v_prev[0].level(),
+                        plan.start
+                    )));
+                }
+                (c.iteration, c.v, Some(c.v_prev))
+            }
+            None => (
+                0,
+                w0.iter()
+                    .map(|ct| eval.drop_to_level(ct, plan.start))
+                    .collect::<volley_ckks::Result<_>>()?,
+                None,
+            ),
+        };
+        for (t, step) in consts.iter().enumerate().skip(first) {
             // Refresh when another iteration would leave no level to pack the state (the
             // plan's block length; see `refresh`).
             if let (Some((r, keys)), Some(vp)) = (&refresher, &v_prev) {
@@ -467,10 +577,12 @@ mod diagonal {
             stats
                 .seconds_per_iteration
                 .push(t_start.elapsed().as_secs_f64());
-            if t + 1 < iterations && snapshot.due(t + 1) {
-                if let Some(vp) = &v_prev {
+            if let Some(vp) = &v_prev {
+                if t + 1 < iterations && snapshot.due(t + 1) {
                     snapshot.send(t + 1, &weights_of(ctx, &v, vp, step.eta, s_e)?, eval)?;
                 }
+                // After the snapshot: a run resumed from this checkpoint has sent it.
+                state.save(t + 1, iterations, &v, vp)?;
             }
             progress(Progress::Iteration(t + 1, iterations));
         }

@@ -249,3 +249,143 @@ fn diagonal_one_iteration_nonzero_init() {
 fn paper_schedule_matches_plaintext() {
     run(Schedule::Paper, 2, 10);
 }
+
+/// Checkpoints every iteration across refreshes; resuming from any of them gives the
+/// uninterrupted run's model bit for bit, and the snapshots after it. Checkpoints of
+/// another run or upload, and damaged ones, are refused with typed errors.
+#[test]
+fn resumed_runs_end_with_the_same_model() {
+    use volley_train::checkpoint::Checkpoint;
+    use volley_train::container::ciphertexts_to_bytes;
+    use volley_train::server::{RunOptions, train_run};
+    let (n, f, c, iters) = (60, 7, 3, 7);
+    let table = synthetic(n, f, c);
+    let lit = boot_literal(10);
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let design = Design::new(&table, c, 8).unwrap();
+    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
+    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
+    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
+    let bundle = client
+        .encrypt_upload(Schedule::Diagonal, &design, iters, &w0, keys)
+        .unwrap();
+    let manifest = bundle.manifest.clone();
+    // The uninterrupted run, keeping every checkpoint's bytes and every snapshot.
+    let mut saved: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut save = |cp: volley_train::checkpoint::CheckpointRef<'_>| {
+        let mut b = Vec::new();
+        cp.write_to(&manifest, &mut b).unwrap();
+        saved.push((cp.iteration, b));
+        Ok(())
+    };
+    let mut snaps: Vec<(usize, Vec<u8>)> = Vec::new();
+    let options = RunOptions {
+        snapshot_every: Some(3),
+        checkpoint_every: Some(1),
+        checkpoints: Some(&mut save),
+        resume: None,
+    };
+    let (model, stats) = train_run(&bundle, iters, options, &mut |_| {}, &mut |k, w| {
+        snaps.push((k, ciphertexts_to_bytes(&w)));
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        stats.bootstraps >= 2,
+        "the run refreshes: {}",
+        stats.bootstraps
+    );
+    assert_eq!(
+        saved.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        (1..iters).collect::<Vec<_>>(),
+        "every iteration but the last"
+    );
+    let want = ciphertexts_to_bytes(&model.weights);
+    for (k, bytes) in &saved {
+        let cp = Checkpoint::from_bytes(bytes, &bundle.manifest, &bundle.params, iters).unwrap();
+        assert_eq!(cp.iteration, *k);
+        let mut resumed_snaps = Vec::new();
+        let options = RunOptions {
+            resume: Some(cp),
+            ..RunOptions::default()
+        };
+        let options = RunOptions {
+            snapshot_every: Some(3),
+            ..options
+        };
+        let (m, _) = train_run(&bundle, iters, options, &mut |_| {}, &mut |k, w| {
+            resumed_snaps.push((k, ciphertexts_to_bytes(&w)));
+            Ok(())
+        })
+        .unwrap();
+        assert!(
+            ciphertexts_to_bytes(&m.weights) == want,
+            "resumed after {k}: another model"
+        );
+        let later: Vec<(usize, Vec<u8>)> = snaps.iter().filter(|(s, _)| s > k).cloned().collect();
+        assert!(resumed_snaps == later, "resumed after {k}: snapshots");
+    }
+    // Refusals, each a typed mismatch.
+    let (_, good) = &saved[2];
+    let refuse = |bytes: &[u8], iterations: usize, what: &str| match Checkpoint::from_bytes(
+        bytes,
+        &bundle.manifest,
+        &bundle.params,
+        iterations,
+    ) {
+        Err(volley_train::TrainError::Mismatch(msg)) => {
+            assert!(msg.starts_with("checkpoint"), "{what}: {msg}")
+        }
+        other => panic!(
+            "{what}: expected a mismatch, got {:?}",
+            other.map(|c| c.iteration)
+        ),
+    };
+    refuse(good, iters + 1, "another run length");
+    refuse(&good[..good.len() - 1], iters, "truncated");
+    refuse(&good[..20], iters, "truncated header");
+    refuse(b"VLYCKP01\xff\xff\xff\xff", iters, "huge header length");
+    let mut other = bundle.manifest.clone();
+    other.key_id = "someone else".into();
+    match Checkpoint::from_bytes(good, &other, &bundle.params, iters) {
+        Err(volley_train::TrainError::Mismatch(msg)) => assert!(msg.contains("another upload")),
+        r => panic!("another upload: {:?}", r.map(|c| c.iteration)),
+    }
+    // A checkpoint of the last iteration (or of none) is not a state to resume; a header
+    // that is not JSON is refused.
+    let reheader = |edit: &dyn Fn(&str) -> String| -> Vec<u8> {
+        let len = u32::from_le_bytes(good[8..12].try_into().unwrap()) as usize;
+        let json = edit(std::str::from_utf8(&good[12..12 + len]).unwrap());
+        let mut out = good[..8].to_vec();
+        out.extend((json.len() as u32).to_le_bytes());
+        out.extend(json.as_bytes());
+        out.extend(&good[12 + len..]);
+        out
+    };
+    assert_eq!(saved[2].0, 3);
+    for bad in [format!("\"iteration\":{iters}"), "\"iteration\":0".into()] {
+        let forged = reheader(&|j: &str| j.replacen("\"iteration\":3", &bad, 1));
+        assert_ne!(&forged, good);
+        refuse(&forged, iters, &bad);
+    }
+    refuse(
+        &reheader(&|j: &str| j.replacen('{', "[", 1)),
+        iters,
+        "not JSON",
+    );
+    // A checkpoint period of 0 is refused.
+    assert!(
+        train_run(
+            &bundle,
+            iters,
+            RunOptions {
+                checkpoint_every: Some(0),
+                ..RunOptions::default()
+            },
+            &mut |_| {},
+            &mut |_, _| Ok(())
+        )
+        .is_err()
+    );
+}
