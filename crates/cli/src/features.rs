@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::util::{Ui, peak_rss_bytes};
+use volley_vision::backbone::{PIXELS, Pixels};
 use volley_vision::datasets::{DatasetKind, ImageSource, Split, open_dataset, select};
 use volley_vision::download::{Downloader, REGNET_X_400MF_WEIGHTS};
 use volley_vision::extract::{ExtractOptions, extract_features_streaming};
@@ -90,7 +91,8 @@ pub enum FormatArg {
 /// Where images come from and how they become features (shared with `volley demo`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImageArgs {
-    /// Backbone (torchvision name).
+    /// Backbone: `regnet_x_400mf` (torchvision's), or `pixels` (the images' own grey values
+    /// / 255, no weights: 784 features for MNIST).
     #[arg(long, default_value = "regnet_x_400mf")]
     pub backbone: String,
     /// Weight file: torchvision's state dict (.pth) or .safetensors. Default: download
@@ -219,6 +221,33 @@ pub fn prepare(args: &ImageArgs, split: Split) -> Result<Prepared, FeaturesError
     if args.batch_size == 0 {
         return Err(FeaturesError::Usage("--batch-size must be positive".into()));
     }
+    let preprocess = PreprocessOptions {
+        size: args.resize,
+        grey: args.grey,
+        normalize: args.normalize,
+    };
+    let options = ExtractOptions {
+        preprocess,
+        batch_size: args.batch_size,
+    };
+    if args.backbone == PIXELS {
+        // No weights: the features are the images' own pixels, shaped after the first.
+        if args.weights.is_some() {
+            return Err(FeaturesError::Usage(
+                "--weights makes no sense with --backbone pixels".into(),
+            ));
+        }
+        let source = open_dataset(args.dataset.into(), &resolve_data_dir(args)?, split)?;
+        if source.is_empty() {
+            return Err(FeaturesError::Usage("the dataset has no images".into()));
+        }
+        let backbone = Box::new(Pixels::like(&source.image(0)?, &preprocess)?);
+        return Ok(Prepared {
+            backbone,
+            source,
+            options,
+        });
+    }
     // Both are resolved before failing so that, offline, one message names every
     // missing file and the flags that supply local copies.
     let (weights, data_dir) = match (resolve_weights(args), resolve_data_dir(args)) {
@@ -231,14 +260,7 @@ pub fn prepare(args: &ImageArgs, split: Split) -> Result<Prepared, FeaturesError
     Ok(Prepared {
         backbone,
         source,
-        options: ExtractOptions {
-            preprocess: PreprocessOptions {
-                size: args.resize,
-                grey: args.grey,
-                normalize: args.normalize,
-            },
-            batch_size: args.batch_size,
-        },
+        options,
     })
 }
 

@@ -855,3 +855,89 @@ fn killed_training_resumes_to_the_same_model() {
     assert_fails(&volley(&[&train[..], &["--resume"]].concat()), "checkpoint");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `volley features --backbone pixels` on the MNIST files: 784 grey values / 255 per image,
+/// no weights, streamed; the plaintext reference learns from them.
+#[test]
+#[ignore = "reads ../shared/data (run by .ci/run with --ignored)"]
+fn pixel_features_of_mnist() {
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
+    let dir = tmpdir("pixels");
+    let train = dir.join("train.csv");
+    let test = dir.join("test.bin");
+    let report = dir.join("features.json");
+    for (split, out, limit) in [("train", &train, "2000"), ("test", &test, "1000")] {
+        volley_ok(&[
+            "features",
+            "--backbone",
+            "pixels",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            p(&mnist),
+            "--split",
+            split,
+            "--limit",
+            limit,
+            "--out",
+            p(out),
+            "--report",
+            p(&report),
+        ]);
+    }
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["feature_dim"], 784);
+    assert_eq!(r["images"], 1000);
+    let text = std::fs::read_to_string(&train).unwrap();
+    let first: Vec<f64> = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(first.len(), 785);
+    assert_eq!(first[0], 5.0, "the first MNIST training label");
+    assert!(first[1..].iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(first[1..].contains(&1.0), "a full-white pixel");
+    assert!(
+        volley(&[
+            "features",
+            "--backbone",
+            "pixels",
+            "--weights",
+            "w.pth",
+            "--out",
+            "x.csv"
+        ])
+        .status
+        .code()
+            == Some(1)
+    );
+    let w = dir.join("w.csv");
+    volley_ok(&[
+        "train",
+        "--plaintext",
+        "--features",
+        p(&train),
+        "--iters",
+        "10",
+        "--out",
+        p(&w),
+    ]);
+    let out = volley_ok(&[
+        "evaluate",
+        "--weights",
+        p(&w),
+        "--features",
+        p(&test),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!(
+        acc > 0.7,
+        "plaintext reference on 2,000 MNIST images, 10 iterations: {acc}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,7 @@ use crate::backbone::Backbone;
 use crate::datasets::ImageSource;
 use crate::error::{Result, VisionError};
 use crate::features_io::FeatureTable;
-use crate::preprocess::{PreprocessOptions, preprocess};
+use crate::preprocess::PreprocessOptions;
 
 /// How to run an extraction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,11 +58,7 @@ pub fn extract_features_streaming(
     for batch in indices.chunks(options.batch_size) {
         let features: Vec<Vec<f32>> = batch
             .par_iter()
-            .map(|&i| {
-                let image = source.image(i)?;
-                let input = preprocess(&image, &options.preprocess)?;
-                backbone.features_one(&input)
-            })
+            .map(|&i| backbone.features_raw(&source.image(i)?, &options.preprocess))
             .collect::<Result<_>>()?;
         let labels: Vec<u32> = batch.iter().map(|&i| source.label(i)).collect();
         sink(&labels, &features)?;

@@ -1,6 +1,7 @@
 //! Frozen pretrained CNN backbones that turn a preprocessed image into a feature vector.
 
 mod conv;
+mod pixels;
 mod regnet;
 
 use std::path::Path;
@@ -8,10 +9,11 @@ use std::path::Path;
 use rayon::prelude::*;
 
 pub use conv::{Activation, ConvSpec, FoldedConv};
+pub use pixels::{PIXELS, Pixels};
 pub use regnet::{RegNet, RegNetConfig};
 
 use crate::error::{Result, VisionError};
-use crate::preprocess::PreprocessedImage;
+use crate::preprocess::{PreprocessOptions, PreprocessedImage, RawImage, preprocess};
 use crate::weights::WeightMap;
 
 /// A feature extractor: a torchvision classification network with its classifier
@@ -30,13 +32,20 @@ pub trait Backbone: Send + Sync {
     /// Features of one image.
     fn features_one(&self, image: &PreprocessedImage) -> Result<Vec<f32>>;
 
+    /// Features of one image as decoded: preprocessed with `options`, then
+    /// [`Self::features_one`] (a backbone that reads the raw image overrides this).
+    fn features_raw(&self, image: &RawImage, options: &PreprocessOptions) -> Result<Vec<f32>> {
+        self.features_one(&preprocess(image, options)?)
+    }
+
     /// Features of a batch, in order, computed in parallel.
     fn features(&self, batch: &[PreprocessedImage]) -> Result<Vec<Vec<f32>>> {
         batch.par_iter().map(|img| self.features_one(img)).collect()
     }
 }
 
-/// Names accepted by [`load_backbone`].
+/// Names accepted by [`load_backbone`] (and [`PIXELS`], which needs no weights: see
+/// [`Pixels::like`]).
 pub const BACKBONES: &[&str] = &["regnet_x_400mf"];
 
 /// Builds the backbone `name` from a torchvision weight file (`.pth` or `.safetensors`).
