@@ -29,7 +29,10 @@ pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
     Ok(FeatureTable::read(path)?)
 }
 
-fn rows_or_all(table: &FeatureTable, spec: Option<&str>) -> Result<FeatureTable, CliError> {
+pub(crate) fn rows_or_all(
+    table: &FeatureTable,
+    spec: Option<&str>,
+) -> Result<FeatureTable, CliError> {
     match spec {
         Some(s) => Ok(table.select(&parse_range(s)?)?),
         None => Ok(table.clone()),
@@ -239,15 +242,15 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
 }
 
 /// The manifest of the last upload, in the key directory.
-const UPLOAD_RECORD: &str = "upload.json";
+pub(crate) const UPLOAD_RECORD: &str = "upload.json";
 
-struct KeyDir {
-    client: Client,
+pub(crate) struct KeyDir {
+    pub(crate) client: Client,
     schedule: Schedule,
     iterations: usize,
 }
 
-fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
+pub(crate) fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
     let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
         .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
     let meta_path = dir.join("client.json");
@@ -373,7 +376,7 @@ fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
     })
 }
 
-fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
+pub(crate) fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
     let path = dir.join("manifest.json");
     let manifest: Manifest = serde_json::from_slice(&read(&path)?)
         .map_err(|e| CliError::Msg(format!("{}: invalid manifest: {e}", path.display())))?;
@@ -390,7 +393,7 @@ fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
     Ok((manifest, params))
 }
 
-fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
+pub(crate) fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     let (manifest, params) = load_manifest(dir)?;
     // Every shape and count against the parameters before any file is read by them.
     manifest
@@ -708,6 +711,15 @@ fn load_model_checked(
         ))
     };
     kd.client.check_model_key(&manifest).map_err(in_context)?;
+    let uploaded = load_upload_record(keys_dir)?;
+    kd.client
+        .check_model_manifest(&manifest, &uploaded)
+        .map_err(in_context)?;
+    Ok((manifest, uploaded))
+}
+
+/// The key directory's record of what this client uploaded (written by `volley encrypt`).
+pub(crate) fn load_upload_record(keys_dir: &Path) -> Result<Manifest, CliError> {
     let record = keys_dir.join(UPLOAD_RECORD);
     if !record.exists() {
         return Err(CliError::Msg(format!(
@@ -716,12 +728,8 @@ fn load_model_checked(
             keys_dir.display()
         )));
     }
-    let uploaded: Manifest = serde_json::from_slice(&read(&record)?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))?;
-    kd.client
-        .check_model_manifest(&manifest, &uploaded)
-        .map_err(in_context)?;
-    Ok((manifest, uploaded))
+    serde_json::from_slice(&read(&record)?)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))
 }
 
 /// Decrypts one weights file of a model.

@@ -5,6 +5,7 @@ mod commands;
 mod features;
 mod files;
 mod plot;
+mod predict;
 mod report;
 mod util;
 
@@ -53,6 +54,10 @@ enum Command {
     Demo(commands::DemoArgs),
     /// Client: the learning curve of a model trained with --snapshot-every (PNG and JSON).
     Report(commands::ReportArgs),
+    /// Encrypted inference: `encrypt` rows (client), `score` them with the encrypted model
+    /// (server), `decrypt` the scores into labels (client).
+    #[command(subcommand)]
+    Predict(predict::PredictCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -85,6 +90,7 @@ fn main() {
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Demo(a) => commands::demo(a, threads, ui),
         Command::Report(a) => commands::report(a),
+        Command::Predict(c) => predict::run(c, ui),
         Command::Features(a) => {
             let mut a = a.clone();
             a.threads = Some(threads);

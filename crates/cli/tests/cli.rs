@@ -941,3 +941,176 @@ fn pixel_features_of_mnist() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Encrypted inference through files: the client encrypts rows, the server scores them with
+/// the encrypted model, the client decrypts labels equal to scoring the decrypted model in
+/// plaintext; scores of another query and a query for another upload are refused.
+#[test]
+fn encrypted_inference_through_files() {
+    let dir = tmpdir("predict");
+    let csv = write_csv(&dir, 40);
+    let keys = dir.join("keys");
+    let bundle = dir.join("bundle");
+    let model = dir.join("model");
+    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2"]);
+    volley_ok(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--train-rows",
+        "0..16",
+        "--out",
+        p(&bundle),
+    ]);
+    volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
+    let weights = dir.join("w.csv");
+    volley_ok(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--out",
+        p(&weights),
+    ]);
+    let query = dir.join("query");
+    let scores = dir.join("scores");
+    let labels = dir.join("labels.csv");
+    let report = dir.join("score.json");
+    volley_ok(&[
+        "predict",
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--rows",
+        "16..40",
+        "--out",
+        p(&query),
+    ]);
+    volley_ok(&[
+        "predict",
+        "score",
+        "--bundle",
+        p(&bundle),
+        "--model",
+        p(&model),
+        "--query",
+        p(&query),
+        "--out",
+        p(&scores),
+        "--report",
+        p(&report),
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["rows"], 24);
+    volley_ok(&[
+        "predict",
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--query",
+        p(&query),
+        "--scores",
+        p(&scores),
+        "--out",
+        p(&labels),
+    ]);
+    // Plaintext scoring of the decrypted weights (CSV: class, bias, w_1..w_F).
+    let w: Vec<Vec<f64>> = std::fs::read_to_string(&weights)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let rows: Vec<Vec<f64>> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(16)
+        .map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let out = std::fs::read_to_string(&labels).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("row,label,score_0,score_1"));
+    let mut n = 0;
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[0], i.to_string());
+        let z: Vec<f64> = w
+            .iter()
+            .map(|wk| {
+                wk[0]
+                    + wk[1..]
+                        .iter()
+                        .zip(&rows[i])
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
+            })
+            .collect();
+        let want = usize::from(z[1] > z[0]);
+        assert_eq!(f[1], want.to_string(), "row {i}: {line} vs {z:?}");
+        for k in 0..2 {
+            let s: f64 = f[2 + k].parse().unwrap();
+            assert!(
+                (s - z[k]).abs() < 1e-3,
+                "row {i} class {k}: {s} vs {}",
+                z[k]
+            );
+        }
+        n += 1;
+    }
+    assert_eq!(n, 24);
+    // Scores of another query (other rows) are refused by the client.
+    let query2 = dir.join("query2");
+    volley_ok(&[
+        "predict",
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--rows",
+        "0..8",
+        "--out",
+        p(&query2),
+    ]);
+    assert_fails(
+        &volley(&[
+            "predict",
+            "decrypt",
+            "--keys",
+            p(&keys),
+            "--query",
+            p(&query2),
+            "--scores",
+            p(&scores),
+            "--out",
+            p(&dir.join("x.csv")),
+        ]),
+        "not for the query",
+    );
+    // A query whose manifest claims other shapes is refused by the server before reading.
+    let text = std::fs::read_to_string(query.join("query.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["geometry"]["n"] = serde_json::json!(1_000_000_000_000u64);
+    std::fs::write(query2.join("query.json"), v.to_string()).unwrap();
+    assert_fails(
+        &volley(&[
+            "predict",
+            "score",
+            "--bundle",
+            p(&bundle),
+            "--model",
+            p(&model),
+            "--query",
+            p(&query2),
+            "--out",
+            p(&dir.join("s2")),
+        ]),
+        "query",
+    );
+    assert!(!dir.join("s2").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,10 +3,12 @@
 
 use crate::algorithm::Weights;
 use crate::bundle::{BUNDLE_VERSION, EncryptedModel, Manifest, UploadBundle, model_ciphertexts};
-use crate::data::Design;
+use crate::data::{Design, FeatureTable};
 use crate::error::{Result, TrainError};
+use crate::inference::{QUERY_LEVEL, Query, QueryManifest, check_group};
 use crate::layout::{Geometry, Schedule};
 use crate::setup::{LevelPlan, ParamsChoice, build_params, choose_run_params, rotation_steps};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use volley_ckks::circuits::Bootstrapper;
@@ -268,6 +270,74 @@ impl Client {
             encapsulation: keys.encapsulation,
             groups,
         })
+    }
+
+    /// Packs and encrypts feature rows for encrypted inference with the model trained on
+    /// `uploaded` (this client's upload): bias first, padded like the training rows, at
+    /// [`QUERY_LEVEL`]. The table needs the upload's feature count; its labels are not used.
+    pub fn encrypt_query(&self, uploaded: &Manifest, table: &FeatureTable) -> Result<Query> {
+        uploaded.validate(&self.params)?;
+        self.check_model_key(uploaded)?;
+        let u = uploaded.geometry;
+        if table.cols + 1 != u.d {
+            return Err(TrainError::Data(format!(
+                "the rows have {} features, the model {}",
+                table.cols,
+                u.d - 1
+            )));
+        }
+        let g = Geometry::new(Schedule::Diagonal, table.rows(), u.c, u.d, u.slots)?;
+        let manifest = QueryManifest {
+            key_id: self.key_id.clone(),
+            fingerprint: self.params.fingerprint_hex(),
+            geometry: g,
+        };
+        manifest.validate(uploaded)?;
+        let enc = Encoder::new(self.params.clone());
+        let scale = self.params.default_scale();
+        let x = (0..g.row_cts)
+            .into_par_iter()
+            .map(|m| -> Result<Ciphertext> {
+                let v = g.pack_rows(m, |i| {
+                    std::iter::once(1.0)
+                        .chain(table.row(i).iter().copied())
+                        .collect()
+                });
+                Ok(encrypt_secret(
+                    &self.secret,
+                    &enc.encode(&v, QUERY_LEVEL, scale, g.slots)?,
+                )?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Query { manifest, x })
+    }
+
+    /// Decrypts the scores the server returned for `query` (this client's query for its
+    /// upload `uploaded`): per row, the c class scores. Trusts nothing: the query manifest
+    /// must be this client's and match the upload, and the score ciphertexts their count,
+    /// slots and degree.
+    pub fn decrypt_scores(
+        &self,
+        uploaded: &Manifest,
+        query: &QueryManifest,
+        scores: &[Ciphertext],
+    ) -> Result<Vec<Vec<f64>>> {
+        self.check_model_key(uploaded)?;
+        query.validate(uploaded)?;
+        let g = query.geometry;
+        check_group("scores", scores, g.row_cts, g.slots, 0)?;
+        let enc = Encoder::new(self.params.clone());
+        let mut out = Vec::with_capacity(g.n);
+        for (m, ct) in scores.iter().enumerate() {
+            let v = enc.decode(&decrypt(&self.secret, ct)?)?;
+            for local in 0..g.rows_per_ct {
+                if m * g.rows_per_ct + local >= g.n {
+                    break;
+                }
+                out.push(v[local * g.d_hat..local * g.d_hat + g.c].to_vec());
+            }
+        }
+        Ok(out)
     }
 
     /// Refuses a model made under another key or other parameters.

@@ -11,7 +11,9 @@
 //! - [`container`]: the ciphertext container of every `.cts` file;
 //! - [`checkpoint`]: the server's state mid-run, to resume a killed run exactly;
 //! - [`client`] (feature `client`): keys, encryption, decryption;
-//! - [`server`]: training on ciphertexts with public keys only.
+//! - [`server`]: training on ciphertexts with public keys only;
+//! - [`inference`]: encrypted inference (the client's encrypted rows scored with the
+//!   encrypted model).
 #![deny(missing_docs)]
 
 pub mod algorithm;
@@ -22,6 +24,7 @@ pub mod client;
 pub mod container;
 pub mod data;
 pub mod error;
+pub mod inference;
 pub mod layout;
 pub mod refresh;
 pub mod server;

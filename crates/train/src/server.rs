@@ -422,9 +422,10 @@ mod diagonal {
             levels_per_iteration: plan.per_iteration,
             ..TrainStats::default()
         };
-        // Built (its matrices encoded: seconds) only when the run will refresh.
+        // Built (its matrices encoded: about a second) when the run can bootstrap.
         let refresher = match (&bundle.encapsulation, plan.per_block) {
-            (Some(keys), Some(_)) if plan.bootstraps(iterations) > 0 => {
+            // Also for runs too short to refresh: the model's final refresh (see below).
+            (Some(keys), Some(_)) => {
                 progress(Progress::BootstrapSetup);
                 let t = Instant::now();
                 let r = Refresher::new(&bundle.params, &g)?;
@@ -501,17 +502,14 @@ mod diagonal {
         for (t, step) in consts.iter().enumerate().skip(first) {
             // Refresh when another iteration would leave no level to pack the state (the
             // plan's block length; see `refresh`).
-            if let (Some((r, keys)), Some(vp)) = (&refresher, &v_prev) {
-                if v[0].level() < plan.per_iteration + 1 {
-                    let t_refresh = Instant::now();
-                    let (nv, nvp) =
-                        r.refresh(eval, keys, &v, vp, s_e, &mut stats.seconds_refresh_stages)?;
-                    v = nv;
-                    v_prev = Some(nvp);
-                    stats.bootstraps += 1;
-                    stats.seconds_bootstrapping += t_refresh.elapsed().as_secs_f64();
-                }
-            }
+            let refresh = (&refresher, eval, s_e);
+            refresh_below(
+                plan.per_iteration + 1,
+                refresh,
+                &mut v,
+                &mut v_prev,
+                &mut stats,
+            )?;
             let t_start = Instant::now();
             let before = eval.op_counts();
             let a = v[0].level();
@@ -586,6 +584,9 @@ mod diagonal {
             }
             progress(Progress::Iteration(t + 1, iterations));
         }
+        // The model must keep a level for encrypted inference (`inference`): with
+        // bootstrapping, refresh once more when the weights would land at level 0.
+        refresh_below(2, (&refresher, eval, s_e), &mut v, &mut v_prev, &mut stats)?;
         let before = eval.op_counts();
         let last = consts[iterations - 1].eta;
         let vp = v_prev.ok_or_else(|| TrainError::Data("no iterations".into()))?;
@@ -596,6 +597,32 @@ mod diagonal {
         }
         stats.op_counts = eval.op_counts();
         Ok((w, stats))
+    }
+
+    /// Refreshes (V, V_{t-1}) by bootstrapping when V is below `level` and the run can.
+    fn refresh_below(
+        level: usize,
+        (refresher, eval, scale): (
+            &Option<(Refresher, &volley_ckks::EncapsulationKeys)>,
+            &Evaluator,
+            f64,
+        ),
+        v: &mut Vec<Ciphertext>,
+        v_prev: &mut Option<Vec<Ciphertext>>,
+        stats: &mut TrainStats,
+    ) -> Result<()> {
+        if let (Some((r, keys)), Some(vp)) = (refresher, v_prev.as_ref()) {
+            if v[0].level() < level {
+                let t = Instant::now();
+                let seconds = &mut stats.seconds_refresh_stages;
+                let (nv, nvp) = r.refresh(eval, keys, v, vp, scale, seconds)?;
+                *v = nv;
+                *v_prev = Some(nvp);
+                stats.bootstraps += 1;
+                stats.seconds_bootstrapping += t.elapsed().as_secs_f64();
+            }
+        }
+        Ok(())
     }
 
     /// The model after an iteration: W = (1 - eta) V_t + eta V_{t-1} (one level below V).

@@ -158,7 +158,7 @@ fn leveled_params(
     if iterations == 0 {
         return Err(TrainError::Data("at least one iteration is needed".into()));
     }
-    let levels = schedule.levels_needed(iterations);
+    let levels = leveled_levels(schedule, iterations);
     for &log_n in rings {
         let bound = security_bound(log_n).unwrap_or(0) as f64;
         let log_q = BASE_BITS as f64 + (LEVEL_BITS as usize * levels) as f64;
@@ -192,8 +192,15 @@ fn leveled_params(
     )))
 }
 
+/// Levels of a leveled chain for `iterations`: the training depth, and for the diagonal
+/// schedule one more, so that its model can score encrypted rows (`inference`, depth 1;
+/// runs with bootstrapping refresh the model for it instead).
+fn leveled_levels(schedule: Schedule, iterations: usize) -> usize {
+    schedule.levels_needed(iterations) + usize::from(schedule == Schedule::Diagonal)
+}
+
 fn choose_params_fits(schedule: Schedule, iterations: usize) -> bool {
-    let levels = schedule.levels_needed(iterations);
+    let levels = leveled_levels(schedule, iterations);
     let log_n = 16;
     let bound = security_bound(log_n).unwrap_or(0) as usize;
     let q = BASE_BITS as usize + LEVEL_BITS as usize * levels;

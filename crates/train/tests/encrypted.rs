@@ -389,3 +389,102 @@ fn resumed_runs_end_with_the_same_model() {
         .is_err()
     );
 }
+
+/// Encrypted inference after a run with bootstrapping: the model keeps a level, the server
+/// scores the client's encrypted rows without decrypting anything, and the decrypted scores
+/// are those of the decrypted model in plaintext. Queries and models of other uploads,
+/// keys or shapes are refused with typed errors.
+#[test]
+fn encrypted_inference_matches_plaintext_scoring() {
+    use volley_train::inference::score;
+    let (n, f, c, iters) = (60, 7, 3, 5);
+    let table = synthetic(n, f, c);
+    let lit = boot_literal(10);
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit.clone(), params.clone(), true).unwrap();
+    let design = Design::new(&table, c, 8).unwrap();
+    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
+    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
+    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
+    let bundle = client
+        .encrypt_upload(Schedule::Diagonal, &design, iters, &w0, keys)
+        .unwrap();
+    let (model, _) = train(&bundle, iters, &mut |_| {}).unwrap();
+    assert!(
+        model.weights.iter().all(|ct| ct.level() >= 1),
+        "a level for inference"
+    );
+    let w = client.decrypt_model(&model, &bundle.manifest).unwrap();
+    // 37 query rows: more than one ciphertext's worth at this ring, the last one partial.
+    let rows = synthetic(37, f, c);
+    let query = client.encrypt_query(&bundle.manifest, &rows).unwrap();
+    assert!(query.x.len() > 1 && query.x.iter().all(|ct| ct.level() == 1));
+    let mut calls = 0;
+    let scores = score(&bundle, &model, &query, &mut |_, _| calls += 1).unwrap();
+    assert_eq!(calls, query.x.len());
+    let got = client
+        .decrypt_scores(&bundle.manifest, &query.manifest, &scores)
+        .unwrap();
+    assert_eq!(got.len(), 37);
+    let argmax = |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    for (i, s) in got.iter().enumerate() {
+        let x: Vec<f64> = std::iter::once(1.0)
+            .chain(rows.row(i).iter().copied())
+            .collect();
+        let want: Vec<f64> = (0..c)
+            .map(|k| w.row(k).iter().zip(&x).map(|(a, b)| a * b).sum())
+            .collect();
+        for k in 0..c {
+            assert!(
+                (s[k] - want[k]).abs() < 1e-3,
+                "row {i} class {k}: {} vs {}",
+                s[k],
+                want[k]
+            );
+        }
+        assert_eq!(argmax(s), argmax(&want), "row {i}");
+    }
+    // Refusals.
+    let other = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let foreign = other.encrypt_query(&bundle.manifest, &rows);
+    assert!(foreign.is_err(), "another client's key against this upload");
+    let mut q2 = query.clone();
+    q2.manifest.key_id = "other".into();
+    assert!(matches!(
+        score(&bundle, &model, &q2, &mut |_, _| {}),
+        Err(volley_train::TrainError::Mismatch(_))
+    ));
+    let mut q3 = query.clone();
+    q3.manifest.geometry.n = 1_000_000_000_000;
+    assert!(score(&bundle, &model, &q3, &mut |_, _| {}).is_err());
+    let mut q4 = query.clone();
+    q4.x.pop();
+    assert!(matches!(
+        score(&bundle, &model, &q4, &mut |_, _| {}),
+        Err(volley_train::TrainError::Mismatch(_))
+    ));
+    let mut m2 = model.clone();
+    m2.manifest.iterations += 1;
+    assert!(score(&bundle, &m2, &query, &mut |_, _| {}).is_err());
+    let mut m3 = model.clone();
+    m3.weights = m3
+        .weights
+        .iter()
+        .map(|ct| {
+            let e = volley_ckks::Evaluator::new(
+                bundle.params.clone(),
+                volley_ckks::EvaluationKeys::default(),
+            );
+            e.drop_to_level(ct, 0).unwrap()
+        })
+        .collect();
+    match score(&bundle, &m3, &query, &mut |_, _| {}) {
+        Err(volley_train::TrainError::Mismatch(msg)) => assert!(msg.contains("level"), "{msg}"),
+        r => panic!("a model at level 0: {:?}", r.map(|v| v.len())),
+    }
+    assert!(
+        client
+            .decrypt_scores(&bundle.manifest, &query.manifest, &scores[1..])
+            .is_err()
+    );
+}

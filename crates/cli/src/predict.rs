@@ -1,0 +1,255 @@
+//! `volley predict`: encrypted inference in three steps, each a separate process working
+//! through files (`volley_train::inference`):
+//!
+//! - `encrypt` (client): feature rows → a query directory (`query.json`, `x.cts`);
+//! - `score` (server): upload bundle + encrypted model + query → a scores directory
+//!   (`scores.json`, `scores.cts`), with public keys only;
+//! - `decrypt` (client): scores → labels and class scores (CSV and JSON).
+
+use crate::commands::{load_bundle, load_keys, load_manifest, load_upload_record, rows_or_all};
+use crate::files::{cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic};
+use crate::util::{CliError, Ui};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use volley_train::bundle::EncryptedModel;
+use volley_train::data::FeatureTable;
+use volley_train::inference::{Query, QueryManifest, score};
+
+/// `volley predict` steps.
+#[derive(clap::Subcommand, Debug)]
+pub enum PredictCommand {
+    /// Client: encrypt feature rows into a query for the model trained on this key's upload.
+    Encrypt(EncryptQueryArgs),
+    /// Server: score a query with the encrypted model (public keys of the upload bundle).
+    Score(ScoreArgs),
+    /// Client: decrypt the scores into labels and class scores (CSV and JSON).
+    Decrypt(DecryptScoresArgs),
+}
+
+/// `volley predict encrypt`.
+#[derive(clap::Args, Debug)]
+pub struct EncryptQueryArgs {
+    /// Key directory (with the upload record of `volley encrypt`).
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Feature rows (CSV or binary; the labels column is carried but not used).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Rows START..END (default: all).
+    #[arg(long)]
+    pub rows: Option<String>,
+    /// Query directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `volley predict score`.
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Upload bundle the model was trained on (its public keys).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Encrypted model directory from `volley train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Query directory from `volley predict encrypt`.
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Scores directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// JSON report: rows, seconds, seconds per 1,000 rows, peak memory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// `volley predict decrypt`.
+#[derive(clap::Args, Debug)]
+pub struct DecryptScoresArgs {
+    /// Key directory.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Query directory (the client's own, to check the scores against).
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Scores directory from `volley predict score`.
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// Labels CSV to write: `row,label,score_0,...` (a JSON copy is written next to it).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs a `volley predict` step.
+pub fn run(cmd: &PredictCommand, ui: Ui) -> Result<(), CliError> {
+    match cmd {
+        PredictCommand::Encrypt(a) => encrypt(a),
+        PredictCommand::Score(a) => score_cmd(a, ui),
+        PredictCommand::Decrypt(a) => decrypt(a),
+    }
+}
+
+const QUERY_MANIFEST: &str = "query.json";
+const SCORES_MANIFEST: &str = "scores.json";
+
+fn read_query_manifest(dir: &Path, file: &str) -> Result<QueryManifest, CliError> {
+    let path = dir.join(file);
+    serde_json::from_slice(&read(&path)?)
+        .map_err(|e| CliError::Msg(format!("{}: invalid query manifest: {e}", path.display())))
+}
+
+fn encrypt(args: &EncryptQueryArgs) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let uploaded = load_upload_record(&args.keys)?;
+    let all = FeatureTable::read(&args.features)?;
+    let table = rows_or_all(&all, args.rows.as_deref())?;
+    let t = Instant::now();
+    let query = kd.client.encrypt_query(&uploaded, &table)?;
+    write_dir_atomic(&args.out, |tmp| {
+        write(
+            &tmp.join(QUERY_MANIFEST),
+            serde_json::to_string_pretty(&query.manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write(&tmp.join("x.cts"), &cts_to_bytes(&query.x))
+    })?;
+    eprintln!(
+        "{} rows encrypted into {} ({} ciphertexts, {:.1} s)",
+        table.rows(),
+        args.out.display(),
+        query.x.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn score_cmd(args: &ScoreArgs, ui: Ui) -> Result<(), CliError> {
+    let bundle = load_bundle(&args.bundle)?;
+    let (model_manifest, _) = load_manifest(&args.model)?;
+    // The query's shapes are checked against the upload before its ciphertexts are read
+    // (and `score` checks everything again).
+    let qm = read_query_manifest(&args.query, QUERY_MANIFEST)?;
+    qm.validate(&bundle.manifest)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", args.query.display())))?;
+    if model_manifest != bundle.manifest {
+        return Err(CliError::Msg(format!(
+            "{}: the model was not trained on the upload {}",
+            args.model.display(),
+            args.bundle.display()
+        )));
+    }
+    let wpath = args.model.join("weights.cts");
+    let model = EncryptedModel {
+        manifest: model_manifest,
+        weights: cts_from_bytes(&bundle.params, &read(&wpath)?, &wpath)?,
+    };
+    let xpath = args.query.join("x.cts");
+    let query = Query {
+        manifest: qm,
+        x: cts_from_bytes(&bundle.params, &read(&xpath)?, &xpath)?,
+    };
+    let pb = ui.bar(query.x.len() as u64, "scoring");
+    let t = Instant::now();
+    let scores = score(&bundle, &model, &query, &mut |done, _| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    let seconds = t.elapsed().as_secs_f64();
+    write_dir_atomic(&args.out, |tmp| {
+        write(
+            &tmp.join(SCORES_MANIFEST),
+            serde_json::to_string_pretty(&query.manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write(&tmp.join("scores.cts"), &cts_to_bytes(&scores))
+    })?;
+    let rows = query.manifest.geometry.n;
+    let per_1000 = seconds * 1000.0 / rows.max(1) as f64;
+    eprintln!(
+        "{rows} rows scored into {} in {seconds:.1} s ({per_1000:.2} s per 1,000 rows)",
+        args.out.display()
+    );
+    if let Some(r) = &args.report {
+        let json = serde_json::json!({
+            "rows": rows,
+            "ciphertexts": query.x.len(),
+            "seconds": seconds,
+            "seconds_per_1000_rows": per_1000,
+            "peak_rss_bytes": crate::util::peak_rss_bytes(),
+            "threads": rayon::current_num_threads(),
+        });
+        crate::files::write_file_atomic(
+            r,
+            serde_json::to_string_pretty(&json)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+fn decrypt(args: &DecryptScoresArgs) -> Result<(), CliError> {
+    let kd = load_keys(&args.keys)?;
+    let uploaded = load_upload_record(&args.keys)?;
+    let mine = read_query_manifest(&args.query, QUERY_MANIFEST)?;
+    let theirs = read_query_manifest(&args.scores, SCORES_MANIFEST)?;
+    if mine != theirs {
+        return Err(CliError::Msg(format!(
+            "{}: these scores are not for the query {}",
+            args.scores.display(),
+            args.query.display()
+        )));
+    }
+    let spath = args.scores.join("scores.cts");
+    let cts = cts_from_bytes(kd.client.params(), &read(&spath)?, &spath)?;
+    let scores = kd
+        .client
+        .decrypt_scores(&uploaded, &mine, &cts)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", args.scores.display())))?;
+    let labels: Vec<usize> = scores.iter().map(|s| argmax(s)).collect();
+    let mut csv = String::from("row,label");
+    for k in 0..mine.geometry.c {
+        csv.push_str(&format!(",score_{k}"));
+    }
+    csv.push('\n');
+    for (i, (s, l)) in scores.iter().zip(&labels).enumerate() {
+        csv.push_str(&format!("{i},{l}"));
+        for v in s {
+            csv.push_str(&format!(",{v:e}"));
+        }
+        csv.push('\n');
+    }
+    crate::files::write_file_atomic(&args.out, csv.as_bytes())?;
+    let json_path = args.out.with_extension("json");
+    let json = serde_json::json!({
+        "format": "volley-predictions-v1",
+        "rows": scores.len(),
+        "classes": mine.geometry.c,
+        "labels": labels,
+        "scores": scores,
+    });
+    crate::files::write_file_atomic(
+        &json_path,
+        serde_json::to_string(&json).unwrap_or_default().as_bytes(),
+    )?;
+    eprintln!(
+        "{} labels written to {} and {}",
+        labels.len(),
+        args.out.display(),
+        json_path.display()
+    );
+    Ok(())
+}
+
+/// The class with the largest score (the first of equals).
+fn argmax(s: &[f64]) -> usize {
+    let mut best = 0;
+    for (k, v) in s.iter().enumerate() {
+        if *v > s[best] {
+            best = k;
+        }
+    }
+    best
+}
