@@ -119,6 +119,34 @@ fn client_server_round_trip_through_files() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"].as_f64(), Some(1.0), "{v}");
+    // Without --inference at keygen this leveled model has no level left for encrypted
+    // inference: the server says so.
+    let query = dir.join("query");
+    volley_ok(&[
+        "predict",
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--out",
+        p(&query),
+    ]);
+    assert_fails(
+        &volley(&[
+            "predict",
+            "score",
+            "--bundle",
+            p(&bundle),
+            "--model",
+            p(&model),
+            "--query",
+            p(&query),
+            "--out",
+            p(&dir.join("scores")),
+        ]),
+        "--inference",
+    );
     // The plaintext reference gives the same predictions.
     let plain = dir.join("plain.csv");
     volley_ok(&[
@@ -952,7 +980,7 @@ fn encrypted_inference_through_files() {
     let keys = dir.join("keys");
     let bundle = dir.join("bundle");
     let model = dir.join("model");
-    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2"]);
+    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2", "--inference"]);
     volley_ok(&[
         "encrypt",
         "--keys",

@@ -47,12 +47,14 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Fresh keys for `iterations` of `schedule` (parameters chosen by [`choose_run_params`]).
-    pub fn generate(schedule: Schedule, iterations: usize) -> Result<Self> {
+    /// With `inference`, the model keeps a level for encrypted inference also without
+    /// bootstrapping (see [`choose_run_params`]).
+    pub fn generate(schedule: Schedule, iterations: usize, inference: bool) -> Result<Self> {
         let ParamsChoice {
             name,
             literal,
             bootstrapping,
-        } = choose_run_params(schedule, iterations)?;
+        } = choose_run_params(schedule, iterations, inference)?;
         Self::generate_with(name, literal, bootstrapping)
     }
 

@@ -121,8 +121,14 @@ pub fn score(
         &model.weights,
         model_ciphertexts(upload.schedule, &g),
         g.slots,
-        QUERY_LEVEL,
+        0,
     )?;
+    if let Some(ct) = model.weights.iter().find(|ct| ct.level() < QUERY_LEVEL) {
+        return Err(TrainError::Capacity(format!(
+            "the model is at level {}: encrypted inference needs level {QUERY_LEVEL} (train with bootstrapping, more than 4 iterations, or generate the keys with --inference)",
+            ct.level()
+        )));
+    }
     let q = query.manifest.geometry;
     check_group("query", &query.x, q.row_cts, g.slots, QUERY_LEVEL)?;
     let eval = Evaluator::new(bundle.params.clone(), bundle.keys.clone());
