@@ -862,6 +862,19 @@ pub fn read_evaluation_keys(
     params: &Arc<Params>,
     src: &mut impl std::io::Read,
 ) -> Result<EvaluationKeys> {
+    read_evaluation_keys_where(params, src, &|_| true)
+}
+
+/// [`read_evaluation_keys`] keeping only the Galois keys whose element `keep` accepts (and
+/// the relinearisation key): a server step that needs a few of an upload's keys (encrypted
+/// inference needs about 20 of a bootstrapping bundle's 60) holds only those. The others
+/// are read past (their level and length checked, their body not decoded: it is never
+/// used).
+pub fn read_evaluation_keys_where(
+    params: &Arc<Params>,
+    src: &mut impl std::io::Read,
+    keep: &dyn Fn(u64) -> bool,
+) -> Result<EvaluationKeys> {
     const WHAT: &str = "evaluation keys";
     let fill = |src: &mut dyn std::io::Read, buf: &mut [u8]| -> Result<()> {
         src.read_exact(buf).map_err(|e| Error::Decode {
@@ -873,7 +886,9 @@ pub fn read_evaluation_keys(
     fill(src, &mut head)?;
     let mut r = open(&head, ObjectKind::EvaluationKeys, params)?;
     let has_relin = r.bool("relinearization key present")?;
-    let body = |src: &mut dyn std::io::Read| -> Result<SwitchingKey> {
+    // One buffer for the bodies of the keys not kept (read past, not decoded).
+    let mut skipped: Vec<u8> = Vec::new();
+    let mut body = |src: &mut dyn std::io::Read, decode: bool| -> Result<Option<SwitchingKey>> {
         let mut pre = [0u8; 3];
         fill(src, &mut pre)?;
         let level = usize::from(u16::from_le_bytes([pre[0], pre[1]]));
@@ -886,16 +901,22 @@ pub fn read_evaluation_keys(
                 ),
             });
         }
-        let mut buf = vec![0u8; switching_body_size(params, level)];
+        let size = switching_body_size(params, level);
+        if !decode {
+            skipped.resize(size - 3, 0);
+            fill(src, &mut skipped)?;
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; size];
         buf[..3].copy_from_slice(&pre);
         fill(src, &mut buf[3..])?;
         let mut r = Reader::new(&buf, WHAT);
         let k = read_switching_body(&mut r, params)?;
         r.finish()?;
-        Ok(k)
+        Ok(Some(k))
     };
     let relin = if has_relin {
-        Some(RelinearizationKey(body(src)?))
+        body(src, true)?.map(RelinearizationKey)
     } else {
         None
     };
@@ -924,19 +945,20 @@ pub fn read_evaluation_keys(
             });
         }
         last = Some(g);
-        let key = body(src)?;
-        galois.insert(
-            g,
-            GaloisKey {
-                galois_element: g,
-                key,
-            },
-        );
+        if let Some(key) = body(src, keep(g))? {
+            galois.insert(
+                g,
+                GaloisKey {
+                    galois_element: g,
+                    key,
+                },
+            );
+        }
     }
     // An empty bundle is written with an all-zero fingerprint (it names no parameters), so
     // one carrying a real fingerprint was not written by `to_bytes`: refusing it keeps the
     // format canonical (found by the evaluation_keys fuzz target).
-    if relin.is_none() && galois.is_empty() {
+    if relin.is_none() && count == 0 {
         return Err(Error::Decode {
             what: WHAT,
             msg: "an evaluation key bundle without any key".into(),

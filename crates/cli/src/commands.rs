@@ -399,6 +399,18 @@ pub(crate) fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliEr
 }
 
 pub(crate) fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
+    load_bundle_keys(dir, None)
+}
+
+/// The rotation steps a server step needs, from the upload's manifest.
+pub(crate) type StepsOf<'a> = &'a dyn Fn(&Manifest) -> Vec<i64>;
+
+/// [`load_bundle`] keeping only the rotation keys of `steps` (and the relinearisation key),
+/// when given: the rest of a bootstrapping bundle's keys is gigabytes.
+pub(crate) fn load_bundle_keys(
+    dir: &Path,
+    steps: Option<StepsOf<'_>>,
+) -> Result<UploadBundle, CliError> {
     let (manifest, params) = load_manifest(dir)?;
     // Every shape and count against the parameters before any file is read by them.
     manifest
@@ -407,9 +419,17 @@ pub(crate) fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
     let keys_path = dir.join("keys.bin");
     // Streamed one key at a time: with bootstrapping the file is gigabytes.
     let file = std::fs::File::open(&keys_path).map_err(|e| CliError::io(&keys_path, e))?;
-    let keys = volley_ckks::serialization::read_evaluation_keys(
+    let wanted: Option<std::collections::BTreeSet<u64>> = steps.map(|f| {
+        f(&manifest)
+            .into_iter()
+            .map(|s| params.ring().galois_element_for_rotation(s))
+            .collect()
+    });
+    let keep = |g: u64| wanted.as_ref().is_none_or(|w| w.contains(&g));
+    let keys = volley_ckks::serialization::read_evaluation_keys_where(
         &params,
         &mut std::io::BufReader::new(file),
+        &keep,
     )
     .map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
     let encapsulation = if manifest.bootstrapping {

@@ -66,6 +66,16 @@ pub struct Query {
     pub x: Vec<Ciphertext>,
 }
 
+/// The rotation steps [`score`] uses for the model of `upload` (the other keys of the
+/// upload need not be loaded): the row rotations by `-t`, `t < n_o`, and the column fold.
+pub fn rotation_steps(upload: &Manifest) -> Vec<i64> {
+    let g = upload.geometry;
+    let n_o = g.diagonals;
+    let mut steps: Vec<i64> = (1..n_o as i64).map(|t| -t).collect();
+    steps.extend(Evaluator::inner_sum_steps(n_o as i64, g.d_hat / n_o));
+    steps
+}
+
 /// Checks a ciphertext group from the other party: count, slots, degree and a level of at
 /// least `min_level`.
 pub(crate) fn check_group(
