@@ -365,6 +365,24 @@ fn evaluation_keys_round_trip_and_refusals() {
     let mut forged_level = bytes.clone();
     forged_level[HEADER_LEN + 1] = 0xff;
     assert!(stream(&forged_level).is_err());
+    // Reading only some Galois keys: the others are read past, the relinearisation key is
+    // kept, the kept keys work, and truncations, forged levels and trailing bytes are still
+    // refused (the skipped keys' levels and lengths are checked).
+    let g1 = t.params.ring().galois_element_for_rotation(-1);
+    let only =
+        |b: &[u8]| serialization::read_evaluation_keys_where(&t.params, &mut &b[..], &|g| g == g1);
+    let some = only(&bytes).unwrap();
+    assert_eq!(some.galois.keys().copied().collect::<Vec<_>>(), [g1]);
+    assert!(some.relin.is_some());
+    let eval = Evaluator::new(t.params.clone(), some);
+    t.assert_close(&eval.rotate(&ca, -1).unwrap(), &rot, 20.0, "kept key");
+    assert!(eval.rotate(&ca, 1).is_err(), "a key read past");
+    for cut in (0..bytes.len()).step_by(bytes.len() / 97 + 1) {
+        assert!(only(&bytes[..cut]).is_err(), "filtered, truncated at {cut}");
+    }
+    for bad in [&dup, &absurd, &empty, &long, &forged_level] {
+        assert!(only(bad).is_err());
+    }
 }
 
 #[test]
