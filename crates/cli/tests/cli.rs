@@ -71,15 +71,13 @@ fn write_csv(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
-#[test]
-fn client_server_round_trip_through_files() {
-    let dir = tmpdir("roundtrip");
-    let csv = write_csv(&dir, 24);
+/// `volley keygen` with `keygen` flags, then `volley encrypt` of rows 0..16 of a fresh
+/// `rows`-row CSV: the CSV, the key directory and the upload bundle.
+fn keys_and_upload(dir: &Path, rows: usize, keygen: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let csv = write_csv(dir, rows);
     let keys = dir.join("keys");
     let bundle = dir.join("bundle");
-    let model = dir.join("model");
-    let weights = dir.join("weights.csv");
-    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2"]);
+    volley_ok(&[&["keygen", "--keys", p(&keys)], keygen].concat());
     volley_ok(&[
         "encrypt",
         "--keys",
@@ -91,6 +89,15 @@ fn client_server_round_trip_through_files() {
         "--out",
         p(&bundle),
     ]);
+    (csv, keys, bundle)
+}
+
+#[test]
+fn client_server_round_trip_through_files() {
+    let dir = tmpdir("roundtrip");
+    let (csv, keys, bundle) = keys_and_upload(&dir, 24, &["--iters", "2"]);
+    let model = dir.join("model");
+    let weights = dir.join("weights.csv");
     assert!(bundle.join("manifest.json").exists() && bundle.join("x.cts").exists());
     assert!(
         !bundle.join("secret.key").exists(),
@@ -814,21 +821,7 @@ fn demo_with_bootstrapping_on_the_real_preset() {
 #[test]
 fn killed_training_resumes_to_the_same_model() {
     let dir = tmpdir("resume");
-    let csv = write_csv(&dir, 24);
-    let keys = dir.join("keys");
-    let bundle = dir.join("bundle");
-    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "4"]);
-    volley_ok(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--features",
-        p(&csv),
-        "--train-rows",
-        "0..16",
-        "--out",
-        p(&bundle),
-    ]);
+    let (_, _, bundle) = keys_and_upload(&dir, 24, &["--iters", "4"]);
     let whole = dir.join("whole");
     volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&whole)]);
     let model = dir.join("model");
@@ -976,22 +969,8 @@ fn pixel_features_of_mnist() {
 #[test]
 fn encrypted_inference_through_files() {
     let dir = tmpdir("predict");
-    let csv = write_csv(&dir, 40);
-    let keys = dir.join("keys");
-    let bundle = dir.join("bundle");
+    let (csv, keys, bundle) = keys_and_upload(&dir, 40, &["--iters", "2", "--inference"]);
     let model = dir.join("model");
-    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "2", "--inference"]);
-    volley_ok(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--features",
-        p(&csv),
-        "--train-rows",
-        "0..16",
-        "--out",
-        p(&bundle),
-    ]);
     volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
     let weights = dir.join("w.csv");
     volley_ok(&[

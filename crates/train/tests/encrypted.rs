@@ -143,22 +143,49 @@ fn diagonal_with_bootstrapping_matches_plaintext() {
     assert_eq!(stats.key_switches_per_iteration.len(), 7);
 }
 
+/// A client with bootstrapping on the insecure N = 2^10 chain and its upload of `n`
+/// generated rows (`f` features, `c` classes, padded width at least `d_hat`) for `iters`
+/// iterations, from zero initial weights.
+struct BootUpload {
+    client: Client,
+    design: Design,
+    w0: Weights,
+    bundle: volley_train::bundle::UploadBundle,
+}
+
+fn boot_upload(n: usize, f: usize, c: usize, d_hat: usize, iters: usize) -> BootUpload {
+    let table = synthetic(n, f, c);
+    let lit = boot_literal(10);
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let design = Design::new(&table, c, d_hat).unwrap();
+    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
+    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
+    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
+    let bundle = client
+        .encrypt_upload(Schedule::Diagonal, &design, iters, &w0, keys)
+        .unwrap();
+    BootUpload {
+        client,
+        design,
+        w0,
+        bundle,
+    }
+}
+
 /// Snapshots every 2 iterations and after the last, across refreshes: each decrypts to the
 /// plaintext reference's model of that many iterations.
 #[test]
 fn snapshots_match_the_reference_at_their_iterations() {
     let (n, f, c) = (100, 9, 3);
     let table = synthetic(n, f, c);
-    let lit = boot_literal(10);
-    let params = Params::new_insecure(lit.clone()).unwrap();
-    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
-    let design = Design::new(&table, c, 16).unwrap();
-    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
-    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
-    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
-    let bundle = client
-        .encrypt_upload(Schedule::Diagonal, &design, 7, &w0, keys)
-        .unwrap();
+    let BootUpload {
+        client,
+        design,
+        w0,
+        bundle,
+    } = boot_upload(n, f, c, 16, 7);
+    let g = bundle.manifest.geometry;
     let mut snaps = Vec::new();
     let (model, _) = volley_train::server::train_with_snapshots(
         &bundle,
@@ -259,17 +286,7 @@ fn resumed_runs_end_with_the_same_model() {
     use volley_train::container::ciphertexts_to_bytes;
     use volley_train::server::{RunOptions, train_run};
     let (n, f, c, iters) = (60, 7, 3, 7);
-    let table = synthetic(n, f, c);
-    let lit = boot_literal(10);
-    let params = Params::new_insecure(lit.clone()).unwrap();
-    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
-    let design = Design::new(&table, c, 8).unwrap();
-    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
-    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
-    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
-    let bundle = client
-        .encrypt_upload(Schedule::Diagonal, &design, iters, &w0, keys)
-        .unwrap();
+    let bundle = boot_upload(n, f, c, 8, iters).bundle;
     let manifest = bundle.manifest.clone();
     // The uninterrupted run, keeping every checkpoint's bytes and every snapshot.
     let mut saved: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -398,17 +415,7 @@ fn resumed_runs_end_with_the_same_model() {
 fn encrypted_inference_matches_plaintext_scoring() {
     use volley_train::inference::score;
     let (n, f, c, iters) = (60, 7, 3, 5);
-    let table = synthetic(n, f, c);
-    let lit = boot_literal(10);
-    let params = Params::new_insecure(lit.clone()).unwrap();
-    let client = Client::generate_for("test".into(), lit.clone(), params.clone(), true).unwrap();
-    let design = Design::new(&table, c, 8).unwrap();
-    let g = client.geometry(Schedule::Diagonal, &design).unwrap();
-    let w0 = Weights::constant(c, design.d, g.d_hat, 0.0);
-    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
-    let bundle = client
-        .encrypt_upload(Schedule::Diagonal, &design, iters, &w0, keys)
-        .unwrap();
+    let BootUpload { client, bundle, .. } = boot_upload(n, f, c, 8, iters);
     let (model, _) = train(&bundle, iters, &mut |_| {}).unwrap();
     assert!(
         model.weights.iter().all(|ct| ct.level() >= 1),
@@ -445,7 +452,8 @@ fn encrypted_inference_matches_plaintext_scoring() {
         assert_eq!(argmax(s), argmax(&want), "row {i}");
     }
     // Refusals.
-    let other = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let other =
+        Client::generate_for("test".into(), boot_literal(10), bundle.params.clone(), true).unwrap();
     let foreign = other.encrypt_query(&bundle.manifest, &rows);
     assert!(foreign.is_err(), "another client's key against this upload");
     let mut q2 = query.clone();
