@@ -1,22 +1,22 @@
 //! The client and server commands, each a separate process working through files, and the
 //! all-in-one `demo`.
 
-use crate::files::{
-    cts_from_bytes, cts_to_bytes, partial_dir, read, write, write_dir_atomic, write_dir_resumable,
-    write_file_atomic,
-};
 use crate::plot::{CurvePoint, learning_curve_png};
 use crate::report::{DataReport, DemoReport, ParamsReport, RefreshSeconds};
 use crate::util::{CliError, Ui, peak_rss_bytes};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
-use volley_ckks::{EncapsulationKeys, Params, Serializable};
+use volley_train::dirs::{
+    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, cts_to_bytes,
+    list_snapshots, load_bundle, load_keys, load_manifest, load_upload_record, partial_dir, read,
+    save_bundle, save_keys, snapshot_file, write, write_atomic_streamed, write_dir_atomic,
+    write_dir_resumable, write_file_atomic,
+};
+
 use volley_train::algorithm::{
     Weights, accuracy, agreement, max_abs_difference, train_plain, train_plain_each,
 };
-use volley_train::bundle::{EncryptedModel, Manifest, UploadBundle};
+use volley_train::bundle::{EncryptedModel, Manifest};
 use volley_train::checkpoint::{Checkpoint, CheckpointRef};
 use volley_train::client::Client;
 use volley_train::container::write_ciphertexts;
@@ -216,27 +216,7 @@ pub struct KeygenArgs {
 pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let schedule = parse_schedule(&args.schedule)?;
     let client = Client::generate(schedule, args.iters, args.inference)?;
-    write_dir_atomic(&args.keys, |dir| {
-        write(
-            &dir.join("params.bin"),
-            &volley_ckks::params_to_bytes(client.params()),
-        )?;
-        let meta = serde_json::json!({
-            "params_name": client.params_name(), "key_id": client.key_id(),
-            "schedule": schedule, "iterations": args.iters,
-            "bootstrapping": client.bootstrapping(),
-        });
-        write(
-            &dir.join("client.json"),
-            serde_json::to_string_pretty(&meta)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        let mut sk = Vec::new();
-        volley_ckks::client::save_secret_key(client.secret_key(), &mut sk)?;
-        volley_ckks::serialization::write_atomic_private(&dir.join("secret.key"), &sk)?;
-        Ok(())
-    })?;
+    save_keys(&args.keys, &client, schedule, args.iters)?;
     eprintln!(
         "keys for {} ({}) written to {}",
         client.params_name(),
@@ -244,50 +224,6 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         args.keys.display()
     );
     Ok(())
-}
-
-/// The manifest of the last upload, in the key directory.
-pub(crate) const UPLOAD_RECORD: &str = "upload.json";
-
-pub(crate) struct KeyDir {
-    pub(crate) client: Client,
-    schedule: Schedule,
-    iterations: usize,
-}
-
-pub(crate) fn load_keys(dir: &Path) -> Result<KeyDir, CliError> {
-    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
-    let meta_path = dir.join("client.json");
-    let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
-    let field = |k: &str| {
-        meta.get(k)
-            .cloned()
-            .ok_or_else(|| CliError::Msg(format!("{}: missing {k:?}", meta_path.display())))
-    };
-    let name = field("params_name")?
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let key_id = field("key_id")?.as_str().unwrap_or_default().to_string();
-    let schedule: Schedule = serde_json::from_value(field("schedule")?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", meta_path.display())))?;
-    let iterations = field("iterations")?.as_u64().unwrap_or(0) as usize;
-    let bootstrapping = field("bootstrapping")?.as_bool().ok_or_else(|| {
-        CliError::Msg(format!(
-            "{}: \"bootstrapping\" must be true or false",
-            meta_path.display()
-        ))
-    })?;
-    let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("secret.key").display())))?;
-    let literal = params.literal().clone();
-    Ok(KeyDir {
-        client: Client::from_parts(name, literal, params, sk, key_id, bootstrapping),
-        schedule,
-        iterations,
-    })
 }
 
 // ----- encrypt -----
@@ -356,117 +292,6 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
         args.out.display()
     );
     Ok(())
-}
-
-fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<(), CliError> {
-    write_dir_atomic(dir, |tmp| {
-        write(
-            &tmp.join("manifest.json"),
-            serde_json::to_string_pretty(&b.manifest)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        write(
-            &tmp.join("params.bin"),
-            &volley_ckks::params_to_bytes(&b.params),
-        )?;
-        write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
-        if let Some(e) = &b.encapsulation {
-            write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
-        }
-        for (name, cts) in &b.groups {
-            write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
-        }
-        Ok(())
-    })
-}
-
-pub(crate) fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>), CliError> {
-    let path = dir.join("manifest.json");
-    let manifest: Manifest = serde_json::from_slice(&read(&path)?)
-        .map_err(|e| CliError::Msg(format!("{}: invalid manifest: {e}", path.display())))?;
-    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.join("params.bin").display())))?;
-    if params.fingerprint_hex() != manifest.fingerprint {
-        return Err(CliError::Msg(format!(
-            "{}: made for other parameters (fingerprint {} != manifest's {})",
-            dir.display(),
-            &params.fingerprint_hex()[..16],
-            &manifest.fingerprint[..16.min(manifest.fingerprint.len())]
-        )));
-    }
-    Ok((manifest, params))
-}
-
-pub(crate) fn load_bundle(dir: &Path) -> Result<UploadBundle, CliError> {
-    load_bundle_keys(dir, None)
-}
-
-/// The rotation steps a server step needs, from the upload's manifest.
-pub(crate) type StepsOf<'a> = &'a dyn Fn(&Manifest) -> Vec<i64>;
-
-/// [`load_bundle`] keeping only the rotation keys of `steps` (and the relinearisation key),
-/// when given: the rest of a bootstrapping bundle's keys is gigabytes.
-pub(crate) fn load_bundle_keys(
-    dir: &Path,
-    steps: Option<StepsOf<'_>>,
-) -> Result<UploadBundle, CliError> {
-    let (manifest, params) = load_manifest(dir)?;
-    // Every shape and count against the parameters before any file is read by them.
-    manifest
-        .validate(&params)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", dir.display())))?;
-    let keys_path = dir.join("keys.bin");
-    // Streamed one key at a time: with bootstrapping the file is gigabytes.
-    let file = std::fs::File::open(&keys_path).map_err(|e| CliError::io(&keys_path, e))?;
-    let wanted: Option<std::collections::BTreeSet<u64>> = steps.map(|f| {
-        f(&manifest)
-            .into_iter()
-            .map(|s| params.ring().galois_element_for_rotation(s))
-            .collect()
-    });
-    let keep = |g: u64| wanted.as_ref().is_none_or(|w| w.contains(&g));
-    let keys = volley_ckks::serialization::read_evaluation_keys_where(
-        &params,
-        &mut std::io::BufReader::new(file),
-        &keep,
-    )
-    .map_err(|e| CliError::Msg(format!("{}: {e}", keys_path.display())))?;
-    let encapsulation = if manifest.bootstrapping {
-        let path = dir.join("encapsulation.bin");
-        Some(
-            EncapsulationKeys::from_bytes(&params, &read(&path)?)
-                .map_err(|e| CliError::Msg(format!("{}: {e}", path.display())))?,
-        )
-    } else {
-        None
-    };
-    let mut groups = BTreeMap::new();
-    for (name, &count) in &manifest.ciphertexts {
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(CliError::Msg(format!(
-                "{}: invalid group name {name:?}",
-                dir.display()
-            )));
-        }
-        let path = dir.join(format!("{name}.cts"));
-        let cts = cts_from_bytes(&params, &read(&path)?, &path)?;
-        if cts.len() != count {
-            return Err(CliError::Msg(format!(
-                "{}: {} ciphertexts, the manifest says {count}",
-                path.display(),
-                cts.len()
-            )));
-        }
-        groups.insert(name.clone(), cts);
-    }
-    Ok(UploadBundle {
-        manifest,
-        params,
-        keys: Arc::new(keys),
-        encapsulation,
-        groups,
-    })
 }
 
 // ----- train -----
@@ -648,55 +473,6 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Snapshot subdirectory of a model directory.
-const SNAPSHOT_DIR: &str = "snapshots";
-
-/// Checkpoint file in the work directory of a resumable run.
-const CHECKPOINT_FILE: &str = "checkpoint.bin";
-
-/// Writes `path` atomically through a streaming writer (the file appears whole or not at
-/// all, also when the process is killed).
-fn write_atomic_streamed(
-    path: &Path,
-    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> volley_train::Result<()> {
-    let io = |e: std::io::Error| volley_train::TrainError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    let mut f = volley_ckks::serialization::AtomicFile::create(path).map_err(io)?;
-    body(f.writer().map_err(io)?).map_err(io)?;
-    f.commit().map(|_| ()).map_err(io)
-}
-
-/// File of the snapshot after `k` iterations.
-fn snapshot_file(k: usize) -> String {
-    format!("iter-{k:06}.cts")
-}
-
-/// The snapshots of a model directory, by iteration (validated names, sorted). The
-/// iteration numbers are checked against the model's manifest by the caller.
-fn list_snapshots(model: &Path) -> Result<Vec<(usize, PathBuf)>, CliError> {
-    let dir = model.join(SNAPSHOT_DIR);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| CliError::io(&dir, e))? {
-        let entry = entry.map_err(|e| CliError::io(&dir, e))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        let k = name
-            .strip_prefix("iter-")
-            .and_then(|r| r.strip_suffix(".cts"))
-            .filter(|d| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse::<usize>().ok())
-            .ok_or_else(|| CliError::Msg(format!("{}: unexpected file {name:?}", dir.display())))?;
-        out.push((k, entry.path()));
-    }
-    out.sort();
-    Ok(out)
-}
-
 // ----- decrypt -----
 
 /// `volley decrypt`.
@@ -741,20 +517,6 @@ fn load_model_checked(
         .check_model_manifest(&manifest, &uploaded)
         .map_err(in_context)?;
     Ok((manifest, uploaded))
-}
-
-/// The key directory's record of what this client uploaded (written by `volley encrypt`).
-pub(crate) fn load_upload_record(keys_dir: &Path) -> Result<Manifest, CliError> {
-    let record = keys_dir.join(UPLOAD_RECORD);
-    if !record.exists() {
-        return Err(CliError::Msg(format!(
-            "{}: no upload recorded in this key directory (`volley encrypt --keys {}` writes it): nothing to check the model against",
-            record.display(),
-            keys_dir.display()
-        )));
-    }
-    serde_json::from_slice(&read(&record)?)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", record.display())))
 }
 
 /// Decrypts one weights file of a model.

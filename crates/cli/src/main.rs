@@ -3,7 +3,6 @@
 mod bench;
 mod commands;
 mod features;
-mod files;
 mod plot;
 mod predict;
 mod report;

@@ -1,10 +1,10 @@
 //! The learning curve as a PNG (plotters, with the DejaVu Sans font embedded so that no
 //! system font is needed).
 
-use crate::files::write_file_atomic;
 use crate::util::CliError;
 use plotters::prelude::*;
 use std::path::Path;
+use volley_train::dirs::write_file_atomic;
 
 /// One point of a learning curve: iterations done, and the test accuracy of the decrypted
 /// model and of the plaintext reference after that many iterations.
@@ -110,7 +110,7 @@ pub fn learning_curve_png(path: &Path, points: &[CurvePoint], title: &str) -> Re
             .write_image(&pixels, WIDTH, HEIGHT, image::ExtendedColorType::Rgb8)
             .map_err(|e| err(e.to_string()))?;
     }
-    write_file_atomic(path, &png)
+    Ok(write_file_atomic(path, &png)?)
 }
 
 /// Makes DejaVu Sans the "sans-serif" family (once).

@@ -6,15 +6,16 @@
 //!   (`scores.json`, `scores.cts`), with public keys only;
 //! - `decrypt` (client): scores → labels and class scores (CSV and JSON).
 
-use crate::commands::{
-    load_bundle_keys, load_keys, load_manifest, load_upload_record, rows_or_all,
-};
-use crate::files::{cts_from_bytes, cts_to_bytes, read, write, write_dir_atomic};
+use crate::commands::rows_or_all;
 use crate::util::{CliError, Ui};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::bundle::EncryptedModel;
 use volley_train::data::FeatureTable;
+use volley_train::dirs::{
+    cts_from_bytes, cts_to_bytes, load_bundle_keys, load_keys, load_manifest, load_upload_record,
+    read, write, write_dir_atomic,
+};
 use volley_train::inference::{self, Query, QueryManifest, score};
 
 /// `volley predict` steps.
@@ -190,7 +191,7 @@ fn score_cmd(args: &ScoreArgs, ui: Ui) -> Result<(), CliError> {
             "peak_rss_bytes": crate::util::peak_rss_bytes(),
             "threads": rayon::current_num_threads(),
         });
-        crate::files::write_file_atomic(
+        volley_train::dirs::write_file_atomic(
             r,
             serde_json::to_string_pretty(&json)
                 .unwrap_or_default()
@@ -231,7 +232,7 @@ fn decrypt(args: &DecryptScoresArgs) -> Result<(), CliError> {
         }
         csv.push('\n');
     }
-    crate::files::write_file_atomic(&args.out, csv.as_bytes())?;
+    volley_train::dirs::write_file_atomic(&args.out, csv.as_bytes())?;
     let json_path = args.out.with_extension("json");
     let json = serde_json::json!({
         "format": "volley-predictions-v1",
@@ -240,7 +241,7 @@ fn decrypt(args: &DecryptScoresArgs) -> Result<(), CliError> {
         "labels": labels,
         "scores": scores,
     });
-    crate::files::write_file_atomic(
+    volley_train::dirs::write_file_atomic(
         &json_path,
         serde_json::to_string(&json).unwrap_or_default().as_bytes(),
     )?;

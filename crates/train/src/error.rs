@@ -34,5 +34,15 @@ pub enum TrainError {
     },
 }
 
+impl TrainError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, TrainError>;

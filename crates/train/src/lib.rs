@@ -9,6 +9,7 @@
 //! - [`refresh`]: the server's bootstrapping of its state (any number of iterations);
 //! - [`bundle`]: the upload and the encrypted model;
 //! - [`container`]: the ciphertext container of every `.cts` file;
+//! - [`dirs`]: the key, upload, model, query and scores directories, written atomically;
 //! - [`checkpoint`]: the server's state mid-run, to resume a killed run exactly;
 //! - [`client`] (feature `client`): keys, encryption, decryption;
 //! - [`server`]: training on ciphertexts with public keys only;
@@ -23,6 +24,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod container;
 pub mod data;
+pub mod dirs;
 pub mod error;
 pub mod inference;
 pub mod layout;

@@ -1,0 +1,375 @@
+//! The directories both sides exchange and keep, and how they are written (documented in
+//! the README, "File formats"): one home for the layout, used by the command line and by
+//! any other front end (a network service).
+//!
+//! - key directory (client only): `params.bin`, `client.json` (parameter name, key id,
+//!   schedule, iterations, bootstrapping), `secret.key` (mode 0600), and after an upload
+//!   `upload.json` (its manifest: models and scores are checked against it);
+//! - upload bundle: `manifest.json`, `params.bin`, `keys.bin`, `encapsulation.bin` (with
+//!   bootstrapping), one `<group>.cts` per ciphertext group;
+//! - model: `manifest.json`, `params.bin`, `weights.cts`, `snapshots/iter-NNNNNN.cts`;
+//!   a resumable run works in `.NAME.partial/` with its `checkpoint.bin`.
+//!
+//! Directories are written to a temporary sibling and renamed into place, so a failure never
+//! leaves a half-written one; single files through `volley_ckks`'s atomic writer.
+
+use crate::bundle::{Manifest, UploadBundle};
+#[cfg(feature = "client")]
+use crate::client::Client;
+use crate::container::{ciphertexts_from_bytes, ciphertexts_to_bytes};
+use crate::error::{Result, TrainError};
+#[cfg(feature = "client")]
+use crate::layout::Schedule;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use volley_ckks::{Ciphertext, EncapsulationKeys, Params, Serializable};
+
+/// Reads a whole file with the path in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| TrainError::io(path, e))
+}
+
+/// Serializes ciphertexts into a container (`volley_train::container`).
+pub fn cts_to_bytes(cts: &[Ciphertext]) -> Vec<u8> {
+    ciphertexts_to_bytes(cts)
+}
+
+/// Parses a container, validating every ciphertext against `params`.
+pub fn cts_from_bytes(params: &Arc<Params>, bytes: &[u8], path: &Path) -> Result<Vec<Ciphertext>> {
+    ciphertexts_from_bytes(params, bytes)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+}
+
+/// Writes a directory atomically: `fill` writes into a fresh temporary sibling, which is
+/// then renamed to `dir` (an existing `dir` is replaced only after everything succeeded).
+/// `fill` may fail with the caller's own error type (any that a [`TrainError`] converts to).
+pub fn write_dir_atomic<E: From<TrainError>>(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let (parent, name) = parent_and_name(dir)?;
+    let tmp = parent.join(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    Ok(replace_dir(dir, &tmp)?)
+}
+
+/// The work directory of a resumable run writing `dir`: the hidden sibling `.NAME.partial`.
+pub fn partial_dir(dir: &Path) -> Result<PathBuf> {
+    let (parent, name) = parent_and_name(dir)?;
+    Ok(parent.join(format!(".{name}.partial")))
+}
+
+/// [`write_dir_atomic`] through a work directory that outlives the process: `fill` writes
+/// into `work` (created if missing, reused as it is otherwise: a resumed run finds its
+/// checkpoint there), which is renamed to `dir` when `fill` succeeds and kept when it fails.
+pub fn write_dir_resumable<E: From<TrainError>>(
+    dir: &Path,
+    work: &Path,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    std::fs::create_dir_all(work).map_err(|e| TrainError::io(work, e))?;
+    fill(work)?;
+    Ok(replace_dir(dir, work)?)
+}
+
+/// The parent (`.` for a bare name) and the file name of `dir`.
+fn parent_and_name(dir: &Path) -> Result<(PathBuf, String)> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = dir
+        .file_name()
+        .ok_or_else(|| TrainError::Data(format!("{}: not a directory name", dir.display())))?
+        .to_string_lossy()
+        .to_string();
+    Ok((parent, name))
+}
+
+/// Renames the filled `tmp` to `dir`, replacing an existing `dir` only then.
+fn replace_dir(dir: &Path, tmp: &Path) -> Result<()> {
+    let (parent, name) = parent_and_name(dir)?;
+    if dir.exists() {
+        let old = parent.join(format!(".{name}.old.{}", std::process::id()));
+        std::fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;
+        std::fs::rename(tmp, dir).map_err(|e| TrainError::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(tmp, dir).map_err(|e| TrainError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes one file (inside a directory being filled).
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| TrainError::io(path, e))
+}
+
+/// Writes a standalone file atomically.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    volley_ckks::write_atomic(path, bytes)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+}
+
+/// The manifest of the last upload, in the key directory.
+pub const UPLOAD_RECORD: &str = "upload.json";
+
+/// Writes a key directory (atomically): parameters, metadata (parameter name, key id,
+/// schedule, iterations, bootstrapping) and the secret key (mode 0600, the only place a
+/// secret key is ever serialised).
+#[cfg(feature = "client")]
+pub fn save_keys(dir: &Path, client: &Client, schedule: Schedule, iterations: usize) -> Result<()> {
+    write_dir_atomic(dir, |dir| -> Result<()> {
+        write(
+            &dir.join("params.bin"),
+            &volley_ckks::params_to_bytes(client.params()),
+        )?;
+        let meta = serde_json::json!({
+            "params_name": client.params_name(), "key_id": client.key_id(),
+            "schedule": schedule, "iterations": iterations,
+            "bootstrapping": client.bootstrapping(),
+        });
+        write(
+            &dir.join("client.json"),
+            serde_json::to_string_pretty(&meta)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        let mut sk = Vec::new();
+        volley_ckks::client::save_secret_key(client.secret_key(), &mut sk)?;
+        volley_ckks::serialization::write_atomic_private(&dir.join("secret.key"), &sk)?;
+        Ok(())
+    })
+}
+
+/// A key directory, loaded: the client and what its keys were made for.
+#[cfg(feature = "client")]
+pub struct KeyDir {
+    /// The client's keys.
+    pub client: Client,
+    /// Schedule the keys were made for.
+    pub schedule: Schedule,
+    /// Iterations the parameters were chosen for.
+    pub iterations: usize,
+}
+
+/// Loads a key directory written by `volley keygen` (parameters, metadata, secret key).
+#[cfg(feature = "client")]
+pub fn load_keys(dir: &Path) -> Result<KeyDir> {
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", dir.join("params.bin").display())))?;
+    let meta_path = dir.join("client.json");
+    let meta: serde_json::Value = serde_json::from_slice(&read(&meta_path)?)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", meta_path.display())))?;
+    let field = |k: &str| {
+        meta.get(k)
+            .cloned()
+            .ok_or_else(|| TrainError::Data(format!("{}: missing {k:?}", meta_path.display())))
+    };
+    let name = field("params_name")?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let key_id = field("key_id")?.as_str().unwrap_or_default().to_string();
+    let schedule: Schedule = serde_json::from_value(field("schedule")?)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", meta_path.display())))?;
+    let iterations = field("iterations")?.as_u64().unwrap_or(0) as usize;
+    let bootstrapping = field("bootstrapping")?.as_bool().ok_or_else(|| {
+        TrainError::Data(format!(
+            "{}: \"bootstrapping\" must be true or false",
+            meta_path.display()
+        ))
+    })?;
+    let sk = volley_ckks::client::load_secret_key(&params, &read(&dir.join("secret.key"))?)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", dir.join("secret.key").display())))?;
+    let literal = params.literal().clone();
+    Ok(KeyDir {
+        client: Client::from_parts(name, literal, params, sk, key_id, bootstrapping),
+        schedule,
+        iterations,
+    })
+}
+
+/// Writes an upload bundle directory (atomically).
+pub fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<()> {
+    write_dir_atomic(dir, |tmp| {
+        write(
+            &tmp.join("manifest.json"),
+            serde_json::to_string_pretty(&b.manifest)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write(
+            &tmp.join("params.bin"),
+            &volley_ckks::params_to_bytes(&b.params),
+        )?;
+        write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
+        if let Some(e) = &b.encapsulation {
+            write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
+        }
+        for (name, cts) in &b.groups {
+            write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
+        }
+        Ok(())
+    })
+}
+
+/// A bundle's or model's manifest and parameters, checked against each other.
+pub fn load_manifest(dir: &Path) -> Result<(Manifest, Arc<Params>)> {
+    let path = dir.join("manifest.json");
+    let manifest: Manifest = serde_json::from_slice(&read(&path)?)
+        .map_err(|e| TrainError::Data(format!("{}: invalid manifest: {e}", path.display())))?;
+    let params = volley_ckks::params_from_bytes(&read(&dir.join("params.bin"))?, false)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", dir.join("params.bin").display())))?;
+    if params.fingerprint_hex() != manifest.fingerprint {
+        return Err(TrainError::Data(format!(
+            "{}: made for other parameters (fingerprint {} != manifest's {})",
+            dir.display(),
+            &params.fingerprint_hex()[..16],
+            &manifest.fingerprint[..16.min(manifest.fingerprint.len())]
+        )));
+    }
+    Ok((manifest, params))
+}
+
+/// Loads an upload bundle: every shape checked against the parameters before any file is
+/// read by it, every key and ciphertext against the parameters.
+pub fn load_bundle(dir: &Path) -> Result<UploadBundle> {
+    load_bundle_keys(dir, None)
+}
+
+/// The rotation steps a server step needs, from the upload's manifest.
+pub type StepsOf<'a> = &'a dyn Fn(&Manifest) -> Vec<i64>;
+
+/// [`load_bundle`] keeping only the rotation keys of `steps` (and the relinearisation key),
+/// when given: the rest of a bootstrapping bundle's keys is gigabytes.
+pub fn load_bundle_keys(dir: &Path, steps: Option<StepsOf<'_>>) -> Result<UploadBundle> {
+    let (manifest, params) = load_manifest(dir)?;
+    // Every shape and count against the parameters before any file is read by them.
+    manifest
+        .validate(&params)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", dir.display())))?;
+    let keys_path = dir.join("keys.bin");
+    // Streamed one key at a time: with bootstrapping the file is gigabytes.
+    let file = std::fs::File::open(&keys_path).map_err(|e| TrainError::io(&keys_path, e))?;
+    let wanted: Option<std::collections::BTreeSet<u64>> = steps.map(|f| {
+        f(&manifest)
+            .into_iter()
+            .map(|s| params.ring().galois_element_for_rotation(s))
+            .collect()
+    });
+    let keep = |g: u64| wanted.as_ref().is_none_or(|w| w.contains(&g));
+    let keys = volley_ckks::serialization::read_evaluation_keys_where(
+        &params,
+        &mut std::io::BufReader::new(file),
+        &keep,
+    )
+    .map_err(|e| TrainError::Data(format!("{}: {e}", keys_path.display())))?;
+    let encapsulation = if manifest.bootstrapping {
+        let path = dir.join("encapsulation.bin");
+        Some(
+            EncapsulationKeys::from_bytes(&params, &read(&path)?)
+                .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?,
+        )
+    } else {
+        None
+    };
+    let mut groups = BTreeMap::new();
+    for (name, &count) in &manifest.ciphertexts {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(TrainError::Data(format!(
+                "{}: invalid group name {name:?}",
+                dir.display()
+            )));
+        }
+        let path = dir.join(format!("{name}.cts"));
+        let cts = cts_from_bytes(&params, &read(&path)?, &path)?;
+        if cts.len() != count {
+            return Err(TrainError::Data(format!(
+                "{}: {} ciphertexts, the manifest says {count}",
+                path.display(),
+                cts.len()
+            )));
+        }
+        groups.insert(name.clone(), cts);
+    }
+    Ok(UploadBundle {
+        manifest,
+        params,
+        keys: Arc::new(keys),
+        encapsulation,
+        groups,
+    })
+}
+
+/// Snapshot subdirectory of a model directory.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// Checkpoint file in the work directory of a resumable run.
+pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+
+/// Writes `path` atomically through a streaming writer (the file appears whole or not at
+/// all, also when the process is killed).
+pub fn write_atomic_streamed(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let io = |e: std::io::Error| TrainError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut f = volley_ckks::serialization::AtomicFile::create(path).map_err(io)?;
+    body(f.writer().map_err(io)?).map_err(io)?;
+    f.commit().map(|_| ()).map_err(io)
+}
+
+/// File of the snapshot after `k` iterations.
+pub fn snapshot_file(k: usize) -> String {
+    format!("iter-{k:06}.cts")
+}
+
+/// The snapshots of a model directory, by iteration (validated names, sorted). The
+/// iteration numbers are checked against the model's manifest by the caller.
+pub fn list_snapshots(model: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let dir = model.join(SNAPSHOT_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| TrainError::io(&dir, e))? {
+        let entry = entry.map_err(|e| TrainError::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let k = name
+            .strip_prefix("iter-")
+            .and_then(|r| r.strip_suffix(".cts"))
+            .filter(|d| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<usize>().ok())
+            .ok_or_else(|| {
+                TrainError::Data(format!("{}: unexpected file {name:?}", dir.display()))
+            })?;
+        out.push((k, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The key directory's record of what this client uploaded (written by `volley encrypt`).
+pub fn load_upload_record(keys_dir: &Path) -> Result<Manifest> {
+    let record = keys_dir.join(UPLOAD_RECORD);
+    if !record.exists() {
+        return Err(TrainError::Data(format!(
+            "{}: no upload recorded in this key directory (`volley encrypt --keys {}` writes it): nothing to check the model against",
+            record.display(),
+            keys_dir.display()
+        )));
+    }
+    serde_json::from_slice(&read(&record)?)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", record.display())))
+}
