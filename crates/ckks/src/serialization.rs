@@ -802,24 +802,36 @@ impl Serializable for EvaluationKeys {
     /// fingerprint, which no decoder accepts (nor an empty bundle with any fingerprint), so
     /// give bundles at least one key.
     fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.serialized_size());
+        // Writing into a Vec cannot fail.
+        let _ = self.write_to(&mut out);
+        out
+    }
+
+    /// One key at a time: a bootstrapping key set is gigabytes, and its bytes are never
+    /// all in memory beside the keys (the client's `volley encrypt` peaked 2 GB higher).
+    fn write_to(&self, w: &mut impl Write) -> Result<()> {
         let params = self
             .relin
             .as_ref()
             .map(|k| &k.0.params)
             .or_else(|| self.galois.values().next().map(|k| &k.key.params));
         let fingerprint = params.map_or([0u8; 32], |p| p.fingerprint());
-        let mut out = Vec::with_capacity(self.serialized_size());
+        let mut out = Vec::new();
         write_header(&mut out, Self::KIND, &fingerprint);
         out.push(u8::from(self.relin.is_some()));
         if let Some(k) = &self.relin {
             write_switching_body(&mut out, &k.0);
         }
         out.extend_from_slice(&(self.galois.len() as u32).to_le_bytes());
+        w.write_all(&out)?;
         for (g, k) in &self.galois {
+            out.clear();
             out.extend_from_slice(&g.to_le_bytes());
             write_switching_body(&mut out, &k.key);
+            w.write_all(&out)?;
         }
-        out
+        Ok(())
     }
 
     /// The stream decoder [`read_evaluation_keys`] over the bytes: one implementation of the

@@ -210,15 +210,33 @@ pub fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<()> {
             &tmp.join("params.bin"),
             &volley_ckks::params_to_bytes(&b.params),
         )?;
-        write(&tmp.join("keys.bin"), &b.keys.to_bytes())?;
+        // Streamed: the keys are gigabytes with bootstrapping, and their bytes need not be
+        // in memory beside them.
+        write_streamed(&tmp.join("keys.bin"), |w| {
+            b.keys.write_to(w).map_err(std::io::Error::other)
+        })?;
         if let Some(e) = &b.encapsulation {
             write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
         }
         for (name, cts) in &b.groups {
-            write(&tmp.join(format!("{name}.cts")), &cts_to_bytes(cts))?;
+            write_streamed(&tmp.join(format!("{name}.cts")), |w| {
+                crate::container::write_ciphertexts(w, cts)
+            })?;
         }
         Ok(())
     })
+}
+
+/// Writes one file (inside a directory being filled) through a buffered writer.
+pub fn write_streamed(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let io = |e| TrainError::io(path, e);
+    let mut w =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).map_err(io)?);
+    body(&mut w).map_err(io)?;
+    std::io::Write::flush(&mut w).map_err(io)
 }
 
 /// A bundle's or model's manifest and parameters, checked against each other.
