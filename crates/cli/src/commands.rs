@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::dirs::{
     CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, cts_to_bytes,
-    list_snapshots, load_bundle, load_keys, load_manifest, load_upload_record, partial_dir, read,
-    save_bundle, save_keys, snapshot_file, write, write_atomic_streamed, write_dir_atomic,
-    write_dir_resumable, write_file_atomic,
+    list_snapshots, load_bundle, load_keys, load_manifest, load_upload_record, load_weights,
+    partial_dir, read, save_bundle, save_keys, save_weights, snapshot_file, write,
+    write_atomic_streamed, write_dir_atomic, write_dir_resumable, write_file_atomic,
 };
 
 use volley_train::algorithm::{
@@ -63,117 +63,6 @@ pub struct DataArgs {
 
 fn classes(table: &FeatureTable, arg: Option<usize>) -> usize {
     arg.unwrap_or_else(|| table.num_classes())
-}
-
-// ----- weights files -----
-
-fn weights_json(w: &Weights, d: usize) -> serde_json::Value {
-    serde_json::json!({
-        "format": "volley-weights-v1",
-        "classes": w.c,
-        "features": d - 1,
-        "weights": (0..w.c).map(|k| w.row(k)[..d].to_vec()).collect::<Vec<_>>(),
-    })
-}
-
-/// Writes `path` (CSV: one row per class, the class index then the bias and feature weights)
-/// and the same weights as JSON next to it (`.json`).
-pub fn save_weights(path: &Path, w: &Weights, d: usize) -> Result<PathBuf, CliError> {
-    let mut csv = String::new();
-    for k in 0..w.c {
-        csv.push_str(&k.to_string());
-        for v in &w.row(k)[..d] {
-            csv.push(',');
-            csv.push_str(&format!("{v:e}"));
-        }
-        csv.push('\n');
-    }
-    let json_path = path.with_extension("json");
-    if path.extension().is_some_and(|e| e == "json") {
-        write_file_atomic(
-            path,
-            serde_json::to_string_pretty(&weights_json(w, d))
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        return Ok(path.to_path_buf());
-    }
-    write_file_atomic(path, csv.as_bytes())?;
-    write_file_atomic(
-        &json_path,
-        serde_json::to_string_pretty(&weights_json(w, d))
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
-    Ok(json_path)
-}
-
-/// Reads weights from the CSV or JSON written by [`save_weights`]. Returns (weights, d).
-pub fn load_weights(path: &Path) -> Result<(Weights, usize), CliError> {
-    let text = String::from_utf8(read(path)?)
-        .map_err(|_| CliError::Msg(format!("{}: not UTF-8 text", path.display())))?;
-    let bad = |m: String| CliError::Msg(format!("{}: {m}", path.display()));
-    let rows: Vec<Vec<f64>> = if text.trim_start().starts_with('{') {
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let arr = v
-            .get("weights")
-            .and_then(|w| w.as_array())
-            .ok_or_else(|| bad("no \"weights\" array".into()))?;
-        arr.iter()
-            .map(|r| {
-                r.as_array()
-                    .and_then(|r| r.iter().map(|x| x.as_f64()).collect::<Option<Vec<f64>>>())
-                    .ok_or_else(|| bad("weights must be arrays of numbers".into()))
-            })
-            .collect::<Result<_, _>>()?
-    } else {
-        let mut rows = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let mut f = line.split(',');
-            let k: usize = f
-                .next()
-                .unwrap_or("")
-                .trim()
-                .parse()
-                .map_err(|_| bad(format!("line {}: class index expected", i + 1)))?;
-            if k != rows.len() {
-                return Err(bad(format!("line {}: class {k} out of order", i + 1)));
-            }
-            rows.push(
-                f.map(|x| {
-                    x.trim()
-                        .parse::<f64>()
-                        .map_err(|_| bad(format!("line {}: {x:?} is not a number", i + 1)))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            );
-        }
-        rows
-    };
-    let d = rows.first().map_or(0, Vec::len);
-    if rows.len() < 2
-        || d < 2
-        || rows
-            .iter()
-            .any(|r| r.len() != d || r.iter().any(|v| !v.is_finite()))
-    {
-        return Err(bad(
-            "expected at least 2 classes of equal-length finite weight rows (bias first)".into(),
-        ));
-    }
-    Ok((
-        Weights {
-            c: rows.len(),
-            d_hat: d,
-            w: rows.concat(),
-        },
-        d,
-    ))
 }
 
 fn check_width(w_d: usize, table: &FeatureTable) -> Result<(), CliError> {
