@@ -300,6 +300,13 @@ fn tower_bytes(n: usize, bits: u32) -> usize {
 }
 
 /// Bytes of a polynomial over `basis`: each tower packed with its prime's bit length.
+/// An upper bound on the serialized size of any ciphertext of `params` (degree 2 at the top
+/// level, with every header field): what a stream reader may allocate for one before it has
+/// decoded it.
+pub fn max_ciphertext_size(params: &Params) -> usize {
+    HEADER_LEN + 64 + 3 * poly_bytes(params.ring(), params.basis_q(params.max_level()))
+}
+
 fn poly_bytes(ring: &RingContext, basis: Basis) -> usize {
     (0..basis.len())
         .map(|t| tower_bytes(ring.n(), ring.modulus(basis, t).bits()))

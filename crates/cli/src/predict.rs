@@ -11,12 +11,13 @@ use crate::util::{CliError, Ui};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::bundle::EncryptedModel;
+use volley_train::container::{CiphertextReader, CiphertextWriter};
 use volley_train::data::FeatureTable;
 use volley_train::dirs::{
     cts_from_bytes, cts_to_bytes, load_bundle_keys, load_keys, load_manifest, load_upload_record,
     read, write, write_dir_atomic,
 };
-use volley_train::inference::{self, Query, QueryManifest, score};
+use volley_train::inference::{self, QueryManifest, score_stream};
 
 /// `volley predict` steps.
 #[derive(clap::Subcommand, Debug)]
@@ -61,8 +62,9 @@ pub struct ScoreArgs {
     /// Scores directory to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// JSON report: rows, seconds of scoring, seconds per 1,000 rows, seconds loading the
-    /// inputs, peak memory (after loading, and in all).
+    /// JSON report: rows, seconds of scoring (reading and writing the ciphertexts as they
+    /// go), seconds per 1,000 rows, seconds loading keys and model, peak memory (after
+    /// loading, and in all).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -151,30 +153,55 @@ fn score_cmd(args: &ScoreArgs, ui: Ui) -> Result<(), CliError> {
         manifest: model_manifest,
         weights: cts_from_bytes(&bundle.params, &read(&wpath)?, &wpath)?,
     };
+    // The query is read, scored and written one chunk of ciphertexts at a time: memory is
+    // the keys, the model and a few ciphertexts, whatever the number of rows.
     let xpath = args.query.join("x.cts");
-    let query = Query {
-        manifest: qm,
-        x: cts_from_bytes(&bundle.params, &read(&xpath)?, &xpath)?,
-    };
+    let in_query = |e: volley_train::TrainError| CliError::Msg(format!("{}: {e}", xpath.display()));
+    let file = std::fs::File::open(&xpath).map_err(|e| CliError::io(&xpath, e))?;
+    let mut reader =
+        CiphertextReader::open(&bundle.params, std::io::BufReader::new(file)).map_err(in_query)?;
+    let total = qm.geometry.row_cts;
+    if reader.announced() != total {
+        return Err(CliError::Msg(format!(
+            "{}: {} ciphertexts, the query's shapes need {total}",
+            xpath.display(),
+            reader.announced()
+        )));
+    }
     let seconds_load = t_load.elapsed().as_secs_f64();
     let rss_loaded = crate::util::peak_rss_bytes();
-    let pb = ui.bar(query.x.len() as u64, "scoring");
+    let pb = ui.bar(total as u64, "scoring");
     let t = Instant::now();
-    let scores = score(&bundle, &model, &query, &mut |done, _| {
-        pb.set_position(done as u64)
-    })?;
-    pb.finish_and_clear();
-    let seconds = t.elapsed().as_secs_f64();
-    write_dir_atomic(&args.out, |tmp| {
+    write_dir_atomic(&args.out, |tmp| -> Result<(), CliError> {
         write(
             &tmp.join(SCORES_MANIFEST),
-            serde_json::to_string_pretty(&query.manifest)
+            serde_json::to_string_pretty(&qm)
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
-        write(&tmp.join("scores.cts"), &cts_to_bytes(&scores))
+        let spath = tmp.join("scores.cts");
+        let io = |e| CliError::io(&spath, e);
+        let file = std::fs::File::create(&spath).map_err(io)?;
+        let mut w = CiphertextWriter::create(std::io::BufWriter::new(file), total).map_err(io)?;
+        score_stream(
+            &bundle,
+            &model,
+            &qm,
+            reader.by_ref(),
+            &mut |z| {
+                w.push(&z)
+                    .map_err(|e| volley_train::TrainError::io(&spath, e))
+            },
+            &mut |done, _| pb.set_position(done as u64),
+        )
+        .map_err(in_query)?;
+        w.finish().map_err(io)?;
+        Ok(())
     })?;
-    let rows = query.manifest.geometry.n;
+    reader.finish().map_err(in_query)?;
+    pb.finish_and_clear();
+    let seconds = t.elapsed().as_secs_f64();
+    let rows = qm.geometry.n;
     let per_1000 = seconds * 1000.0 / rows.max(1) as f64;
     eprintln!(
         "{rows} rows scored into {} in {seconds:.1} s ({per_1000:.2} s per 1,000 rows)",
@@ -183,7 +210,7 @@ fn score_cmd(args: &ScoreArgs, ui: Ui) -> Result<(), CliError> {
     if let Some(r) = &args.report {
         let json = serde_json::json!({
             "rows": rows,
-            "ciphertexts": query.x.len(),
+            "ciphertexts": total,
             "seconds": seconds,
             "seconds_per_1000_rows": per_1000,
             "seconds_load": seconds_load,

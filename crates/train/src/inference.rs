@@ -114,8 +114,40 @@ pub fn score(
     bundle: &UploadBundle,
     model: &EncryptedModel,
     query: &Query,
-    progress: &mut (dyn FnMut(usize, usize) + Send),
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Ciphertext>> {
+    let mut out = Vec::with_capacity(query.x.len());
+    score_stream(
+        bundle,
+        model,
+        &query.manifest,
+        query.x.iter().cloned().map(Ok),
+        &mut |z| {
+            out.push(z);
+            Ok(())
+        },
+        progress,
+    )?;
+    Ok(out)
+}
+
+/// Query ciphertexts scored at once: enough to keep every core busy between the parallel
+/// parts of each, few enough that memory does not grow with the query (n_o rotated copies
+/// per ciphertext in flight).
+const SCORE_CHUNK: usize = 4;
+
+/// [`score`] for a query read one ciphertext at a time (e.g. a
+/// [`crate::container::CiphertextReader`]) with its scores handed to `out` in order as they
+/// are made: memory is the keys, the model and a few ciphertexts, whatever the row count.
+/// The query must hold exactly the ciphertexts its manifest's shapes give.
+pub fn score_stream(
+    bundle: &UploadBundle,
+    model: &EncryptedModel,
+    manifest: &QueryManifest,
+    query: impl Iterator<Item = Result<Ciphertext>>,
+    out: &mut dyn FnMut(Ciphertext) -> Result<()>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
     let upload = &bundle.manifest;
     upload.validate(&bundle.params)?;
     if model.manifest != *upload {
@@ -123,7 +155,7 @@ pub fn score(
             "the model was not trained on this upload (its manifest differs)".into(),
         ));
     }
-    query.manifest.validate(upload)?;
+    manifest.validate(upload)?;
     let g = upload.geometry;
     let n_o = g.diagonals;
     check_group(
@@ -139,8 +171,7 @@ pub fn score(
             ct.level()
         )));
     }
-    let q = query.manifest.geometry;
-    check_group("query", &query.x, q.row_cts, g.slots, QUERY_LEVEL)?;
+    let total = manifest.geometry.row_cts;
     let eval = Evaluator::new(bundle.params.clone(), bundle.keys.clone());
     let w: Vec<Ciphertext> = model
         .weights
@@ -148,36 +179,47 @@ pub fn score(
         .map(|ct| eval.drop_to_level(ct, QUERY_LEVEL))
         .collect::<volley_ckks::Result<_>>()?;
     let steps: Vec<i64> = (0..n_o as i64).map(|t| -t).collect();
-    let total = query.x.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let progress = std::sync::Mutex::new(progress);
-    // Ciphertexts are independent; two at a time keeps both cores busy between the
-    // parallel parts of each (memory: n_o rotated copies per ciphertext in flight).
-    query
-        .x
-        .par_iter()
-        .with_max_len(1)
-        .map(|x| -> Result<Ciphertext> {
-            let x = eval.drop_to_level(x, QUERY_LEVEL)?;
-            let rotated = eval.rotate_hoisted(&x, &steps)?;
-            let mut acc: Option<Ciphertext> = None;
-            for (d, xr) in w.iter().zip(&rotated) {
-                let p = eval.mul_no_relin(d, xr)?;
-                match acc.as_mut() {
-                    Some(a) => eval.add_assign(a, &p)?,
-                    None => acc = Some(p),
-                }
+    let score_one = |x: &Ciphertext| -> Result<Ciphertext> {
+        let x = eval.drop_to_level(x, QUERY_LEVEL)?;
+        let rotated = eval.rotate_hoisted(&x, &steps)?;
+        let mut acc: Option<Ciphertext> = None;
+        for (d, xr) in w.iter().zip(&rotated) {
+            let p = eval.mul_no_relin(d, xr)?;
+            match acc.as_mut() {
+                Some(a) => eval.add_assign(a, &p)?,
+                None => acc = Some(p),
             }
-            let acc = acc.ok_or_else(|| TrainError::Data("a model without diagonals".into()))?;
-            let mut z = acc;
-            eval.relinearize_assign(&mut z)?;
-            eval.rescale_assign(&mut z)?;
-            let z = eval.inner_sum(&z, n_o as i64, g.d_hat / n_o)?;
-            let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if let Ok(mut p) = progress.lock() {
-                (*p)(k, total);
-            }
-            Ok(z)
-        })
-        .collect()
+        }
+        let mut z = acc.ok_or_else(|| TrainError::Data("a model without diagonals".into()))?;
+        eval.relinearize_assign(&mut z)?;
+        eval.rescale_assign(&mut z)?;
+        Ok(eval.inner_sum(&z, n_o as i64, g.d_hat / n_o)?)
+    };
+    let mut query = query.peekable();
+    let mut done = 0;
+    while query.peek().is_some() {
+        let chunk: Vec<Ciphertext> = query.by_ref().take(SCORE_CHUNK).collect::<Result<_>>()?;
+        if done + chunk.len() > total {
+            return Err(TrainError::Mismatch(format!(
+                "query: more than the {total} ciphertexts its shapes need"
+            )));
+        }
+        check_group("query", &chunk, chunk.len(), g.slots, QUERY_LEVEL)?;
+        let scores: Vec<Ciphertext> = chunk
+            .par_iter()
+            .with_max_len(1)
+            .map(score_one)
+            .collect::<Result<_>>()?;
+        for z in scores {
+            out(z)?;
+        }
+        done += chunk.len();
+        progress(done, total);
+    }
+    if done != total {
+        return Err(TrainError::Mismatch(format!(
+            "query: {done} ciphertexts, the shapes need {total}"
+        )));
+    }
+    Ok(())
 }

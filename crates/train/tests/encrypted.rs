@@ -426,9 +426,9 @@ fn encrypted_inference_matches_plaintext_scoring() {
     let rows = synthetic(37, f, c);
     let query = client.encrypt_query(&bundle.manifest, &rows).unwrap();
     assert!(query.x.len() > 1 && query.x.iter().all(|ct| ct.level() == 1));
-    let mut calls = 0;
-    let scores = score(&bundle, &model, &query, &mut |_, _| calls += 1).unwrap();
-    assert_eq!(calls, query.x.len());
+    let mut last = (0, 0);
+    let scores = score(&bundle, &model, &query, &mut |d, t| last = (d, t)).unwrap();
+    assert_eq!(last, (query.x.len(), query.x.len()), "progress ends at the total");
     let got = client
         .decrypt_scores(&bundle.manifest, &query.manifest, &scores)
         .unwrap();
