@@ -14,10 +14,11 @@ use volley_train::bundle::EncryptedModel;
 use volley_train::container::{CiphertextReader, CiphertextWriter};
 use volley_train::data::FeatureTable;
 use volley_train::dirs::{
-    cts_from_bytes, cts_to_bytes, load_bundle_keys, load_keys, load_manifest, load_upload_record,
-    read, write, write_dir_atomic,
+    cts_from_bytes, load_bundle_keys, load_keys, load_manifest, load_upload_record, read, write,
+    write_dir_atomic,
 };
 use volley_train::inference::{self, QueryManifest, score_stream};
+use volley_train::layout::Geometry;
 
 /// `volley predict` steps.
 #[derive(clap::Subcommand, Debug)]
@@ -110,21 +111,39 @@ fn encrypt(args: &EncryptQueryArgs) -> Result<(), CliError> {
     let all = FeatureTable::read(&args.features)?;
     let table = rows_or_all(&all, args.rows.as_deref())?;
     let t = Instant::now();
-    let query = kd.client.encrypt_query(&uploaded, &table)?;
-    write_dir_atomic(&args.out, |tmp| {
+    // Written one ciphertext at a time as they are made (bounded memory for any row count).
+    let probe = Geometry::new(
+        volley_train::layout::Schedule::Diagonal,
+        table.rows(),
+        uploaded.geometry.c,
+        uploaded.geometry.d,
+        uploaded.geometry.slots,
+    )?;
+    let mut count = 0;
+    write_dir_atomic(&args.out, |tmp| -> Result<(), CliError> {
+        let xpath = tmp.join("x.cts");
+        let io = |e| CliError::io(&xpath, e);
+        let file = std::fs::File::create(&xpath).map_err(io)?;
+        let mut w =
+            CiphertextWriter::create(std::io::BufWriter::new(file), probe.row_cts).map_err(io)?;
+        let manifest = kd.client.encrypt_query_each(&uploaded, &table, &mut |ct| {
+            count += 1;
+            w.push(&ct)
+                .map_err(|e| volley_train::TrainError::io(&xpath, e))
+        })?;
+        w.finish().map_err(io)?;
         write(
             &tmp.join(QUERY_MANIFEST),
-            serde_json::to_string_pretty(&query.manifest)
+            serde_json::to_string_pretty(&manifest)
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
-        write(&tmp.join("x.cts"), &cts_to_bytes(&query.x))
+        Ok(())
     })?;
     eprintln!(
-        "{} rows encrypted into {} ({} ciphertexts, {:.1} s)",
+        "{} rows encrypted into {} ({count} ciphertexts, {:.1} s)",
         table.rows(),
         args.out.display(),
-        query.x.len(),
         t.elapsed().as_secs_f64()
     );
     Ok(())
@@ -241,11 +260,16 @@ fn decrypt(args: &DecryptScoresArgs) -> Result<(), CliError> {
         )));
     }
     let spath = args.scores.join("scores.cts");
-    let cts = cts_from_bytes(kd.client.params(), &read(&spath)?, &spath)?;
+    let in_scores =
+        |e: volley_train::TrainError| CliError::Msg(format!("{}: {e}", spath.display()));
+    let file = std::fs::File::open(&spath).map_err(|e| CliError::io(&spath, e))?;
+    let mut reader = CiphertextReader::open(kd.client.params(), std::io::BufReader::new(file))
+        .map_err(in_scores)?;
     let scores = kd
         .client
-        .decrypt_scores(&uploaded, &mine, &cts)
-        .map_err(|e| CliError::Msg(format!("{}: {e}", args.scores.display())))?;
+        .decrypt_scores_each(&uploaded, &mine, reader.by_ref())
+        .map_err(in_scores)?;
+    reader.finish().map_err(in_scores)?;
     let labels: Vec<usize> = scores.iter().map(|s| argmax(s)).collect();
     let mut csv = String::from("row,label");
     for k in 0..mine.geometry.c {

@@ -278,6 +278,23 @@ impl Client {
     /// `uploaded` (this client's upload): bias first, padded like the training rows, at
     /// [`QUERY_LEVEL`]. The table needs the upload's feature count; its labels are not used.
     pub fn encrypt_query(&self, uploaded: &Manifest, table: &FeatureTable) -> Result<Query> {
+        let mut x = Vec::new();
+        let manifest = self.encrypt_query_each(uploaded, table, &mut |ct| {
+            x.push(ct);
+            Ok(())
+        })?;
+        Ok(Query { manifest, x })
+    }
+
+    /// [`Self::encrypt_query`] handing each row ciphertext to `sink` in order as it is made
+    /// (a few at a time, in parallel), so that a query of any size is written out in bounded
+    /// memory. Returns the query's manifest.
+    pub fn encrypt_query_each(
+        &self,
+        uploaded: &Manifest,
+        table: &FeatureTable,
+        sink: &mut dyn FnMut(Ciphertext) -> Result<()>,
+    ) -> Result<QueryManifest> {
         uploaded.validate(&self.params)?;
         self.check_model_key(uploaded)?;
         let u = uploaded.geometry;
@@ -297,21 +314,27 @@ impl Client {
         manifest.validate(uploaded)?;
         let enc = Encoder::new(self.params.clone());
         let scale = self.params.default_scale();
-        let x = (0..g.row_cts)
-            .into_par_iter()
-            .map(|m| -> Result<Ciphertext> {
-                let v = g.pack_rows(m, |i| {
-                    std::iter::once(1.0)
-                        .chain(table.row(i).iter().copied())
-                        .collect()
-                });
-                Ok(encrypt_secret(
-                    &self.secret,
-                    &enc.encode(&v, QUERY_LEVEL, scale, g.slots)?,
-                )?)
-            })
-            .collect::<Result<_>>()?;
-        Ok(Query { manifest, x })
+        let ids: Vec<usize> = (0..g.row_cts).collect();
+        for chunk in ids.chunks(16) {
+            let cts: Vec<Ciphertext> = chunk
+                .par_iter()
+                .map(|&m| -> Result<Ciphertext> {
+                    let v = g.pack_rows(m, |i| {
+                        std::iter::once(1.0)
+                            .chain(table.row(i).iter().copied())
+                            .collect()
+                    });
+                    Ok(encrypt_secret(
+                        &self.secret,
+                        &enc.encode(&v, QUERY_LEVEL, scale, g.slots)?,
+                    )?)
+                })
+                .collect::<Result<_>>()?;
+            for ct in cts {
+                sink(ct)?;
+            }
+        }
+        Ok(manifest)
     }
 
     /// Decrypts the scores the server returned for `query` (this client's query for its
@@ -324,20 +347,47 @@ impl Client {
         query: &QueryManifest,
         scores: &[Ciphertext],
     ) -> Result<Vec<Vec<f64>>> {
+        self.decrypt_scores_each(uploaded, query, scores.iter().cloned().map(Ok))
+    }
+
+    /// [`Self::decrypt_scores`] reading the score ciphertexts one at a time (e.g. from a
+    /// [`crate::container::CiphertextReader`]); there must be exactly as many as the query's
+    /// shapes give.
+    pub fn decrypt_scores_each(
+        &self,
+        uploaded: &Manifest,
+        query: &QueryManifest,
+        scores: impl Iterator<Item = Result<Ciphertext>>,
+    ) -> Result<Vec<Vec<f64>>> {
         self.check_model_key(uploaded)?;
         query.validate(uploaded)?;
         let g = query.geometry;
-        check_group("scores", scores, g.row_cts, g.slots, 0)?;
         let enc = Encoder::new(self.params.clone());
         let mut out = Vec::with_capacity(g.n);
-        for (m, ct) in scores.iter().enumerate() {
-            let v = enc.decode(&decrypt(&self.secret, ct)?)?;
+        let mut m = 0;
+        for ct in scores {
+            let ct = ct?;
+            if m >= g.row_cts {
+                return Err(TrainError::Mismatch(format!(
+                    "scores: more than the {} ciphertexts the query's shapes need",
+                    g.row_cts
+                )));
+            }
+            check_group("scores", std::slice::from_ref(&ct), 1, g.slots, 0)?;
+            let v = enc.decode(&decrypt(&self.secret, &ct)?)?;
             for local in 0..g.rows_per_ct {
                 if m * g.rows_per_ct + local >= g.n {
                     break;
                 }
                 out.push(v[local * g.d_hat..local * g.d_hat + g.c].to_vec());
             }
+            m += 1;
+        }
+        if m != g.row_cts {
+            return Err(TrainError::Mismatch(format!(
+                "scores: {m} ciphertexts, the query's shapes need {}",
+                g.row_cts
+            )));
         }
         Ok(out)
     }

@@ -428,7 +428,11 @@ fn encrypted_inference_matches_plaintext_scoring() {
     assert!(query.x.len() > 1 && query.x.iter().all(|ct| ct.level() == 1));
     let mut last = (0, 0);
     let scores = score(&bundle, &model, &query, &mut |d, t| last = (d, t)).unwrap();
-    assert_eq!(last, (query.x.len(), query.x.len()), "progress ends at the total");
+    assert_eq!(
+        last,
+        (query.x.len(), query.x.len()),
+        "progress ends at the total"
+    );
     let got = client
         .decrypt_scores(&bundle.manifest, &query.manifest, &scores)
         .unwrap();
