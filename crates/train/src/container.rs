@@ -38,39 +38,13 @@ pub fn ciphertexts_to_bytes(cts: &[Ciphertext]) -> Vec<u8> {
     out
 }
 
-/// Parses a container, validating every ciphertext against `params`.
+/// Parses a container, validating every ciphertext against `params` (the stream reader
+/// over the bytes: one implementation of the checks).
 pub fn ciphertexts_from_bytes(params: &Arc<Params>, bytes: &[u8]) -> Result<Vec<Ciphertext>> {
-    let bad = |msg: String| Err(TrainError::Data(msg));
-    if bytes.len() < 12 || &bytes[..8] != CTS_MAGIC {
-        return bad("not a volley ciphertext container (bad magic)".into());
-    }
-    let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-    let mut pos = 12usize;
-    // No allocation sized by the count: each ciphertext is at least its 8-byte length.
-    let mut out = Vec::with_capacity(count.min((bytes.len() - pos) / 8));
-    for i in 0..count {
-        let Some(len_bytes) = bytes.get(pos..pos + 8) else {
-            return bad(format!("truncated before ciphertext {i} of {count}"));
-        };
-        let len = u64::from_le_bytes(len_bytes.try_into().unwrap_or([0; 8]));
-        pos += 8;
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|l| pos.checked_add(l))
-            .filter(|&e| e <= bytes.len())
-        else {
-            return bad(format!("ciphertext {i} of {count} is truncated"));
-        };
-        out.push(
-            Ciphertext::from_bytes(params, &bytes[pos..end])
-                .map_err(|e| TrainError::Data(format!("ciphertext {i}: {e}")))?,
-        );
-        pos = end;
-    }
-    if pos != bytes.len() {
-        return bad(format!("{} trailing bytes", bytes.len() - pos));
-    }
-    Ok(out)
+    let mut r = CiphertextReader::open(params, bytes)?;
+    let cts = r.by_ref().collect::<Result<Vec<_>>>()?;
+    r.finish()?;
+    Ok(cts)
 }
 
 /// Reads a container one ciphertext at a time (bounded memory for any count): the header
@@ -87,10 +61,7 @@ impl<R: Read> CiphertextReader<R> {
     /// Reads and checks the header.
     pub fn open(params: &Arc<Params>, mut src: R) -> Result<Self> {
         let mut head = [0u8; 12];
-        src.read_exact(&mut head).map_err(|_| {
-            TrainError::Data("not a volley ciphertext container (too short)".into())
-        })?;
-        if &head[..8] != CTS_MAGIC {
+        if src.read_exact(&mut head).is_err() || &head[..8] != CTS_MAGIC {
             return Err(TrainError::Data(
                 "not a volley ciphertext container (bad magic)".into(),
             ));
