@@ -250,3 +250,37 @@ pub fn rotation_steps(schedule: Schedule, g: &Geometry) -> Vec<i64> {
     steps.dedup();
     steps
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `inference` adds exactly one level to a leveled chain (within the 128-bit bound), up
+    /// to the 4 leveled iterations; above them bootstrapping is chosen either way.
+    #[test]
+    fn inference_keeps_one_more_level_in_leveled_runs() {
+        for iters in 1..=4 {
+            let plain = choose_run_params(Schedule::Diagonal, iters, false).unwrap();
+            let kept = choose_run_params(Schedule::Diagonal, iters, true).unwrap();
+            assert!(!plain.bootstrapping && !kept.bootstrapping, "{iters}");
+            assert_eq!(
+                plain.literal.log_q.len(),
+                Schedule::Diagonal.levels_needed(iters) + 1
+            );
+            assert_eq!(
+                kept.literal.log_q.len(),
+                plain.literal.log_q.len() + 1,
+                "{iters}"
+            );
+            assert!(
+                build_params(&kept.literal).is_ok(),
+                "{iters}: within the bound"
+            );
+        }
+        for inference in [false, true] {
+            let c = choose_run_params(Schedule::Diagonal, 5, inference).unwrap();
+            assert!(c.bootstrapping && c.name == BOOTSTRAP_PRESET);
+        }
+    }
+}
