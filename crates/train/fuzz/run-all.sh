@@ -1,38 +1,8 @@
 #!/usr/bin/env bash
-# Runs every volley-train fuzz target for SECONDS seconds each, one after the other (default 60).
-# Usage: crates/train/fuzz/run-all.sh [SECONDS]
-# Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1
-# lets rustc accept the nightly-only sanitizer flags cargo-fuzz passes (see crates/ckks/fuzz/RESULTS.md).
-# Logs go to logs/<target>.log; a summary line per target is printed; exits non-zero on
-# any crash, leak, timeout or out-of-memory (the reproducer is in artifacts/<target>/).
+# Runs every volley-train fuzz target (what server and client decode from each other) for
+# SECONDS seconds each (default 60).
+# Usage: crates/train/fuzz/run-all.sh [SECONDS]   (see scripts/fuzz-targets.sh)
 set -euo pipefail
-cd "$(dirname "$0")"
-SECONDS_PER_TARGET="${1:-60}"
-TARGETS=(container checkpoint manifest query_manifest)
-if ! rustc --version | grep -q nightly; then
-    export RUSTC_BOOTSTRAP=1
-fi
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    echo "run-all.sh: cargo-fuzz is not installed (cargo install cargo-fuzz)" >&2
-    exit 2
-fi
-mkdir -p logs
-# Valid objects of every kind as the starting corpus (fingerprint-carrying headers).
-cargo run --quiet --release --bin gen_corpus -- corpus >logs/build.log 2>&1 || { cat logs/build.log; exit 1; }
-cargo fuzz build >>logs/build.log 2>&1 || { cat logs/build.log; exit 1; }
-status=0
-for t in "${TARGETS[@]}"; do
-    log="logs/$t.log"
-    if cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECONDS_PER_TARGET" -timeout=30 \
-        -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
-        result=ok
-    else
-        result=CRASH
-        status=1
-    fi
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1)
-    echo "$t: $result, ${SECONDS_PER_TARGET}s, runs ${runs:-?}, exec/s ${rate:-?}, ${cov:-cov: ?}"
-done
-exit $status
+here="$(cd "$(dirname "$0")" && pwd)"
+exec "$here/../../../scripts/fuzz-targets.sh" "$here" "${1:-60}" \
+    container checkpoint manifest query_manifest
