@@ -7,10 +7,10 @@ use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::dirs::{
-    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, cts_to_bytes,
-    list_snapshots, load_bundle, load_keys, load_manifest, load_upload_record, load_weights,
-    partial_dir, read, save_bundle, save_keys, save_weights, snapshot_file, write,
-    write_atomic_streamed, write_dir_atomic, write_dir_resumable, write_file_atomic,
+    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, list_snapshots,
+    load_bundle, load_keys, load_manifest, load_upload_record, load_weights, partial_dir, read,
+    save_bundle, save_keys, save_weights, snapshot_file, write_atomic_streamed, write_dir_atomic,
+    write_dir_resumable, write_file_atomic, write_model_files,
 };
 
 use volley_train::algorithm::{
@@ -332,17 +332,7 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         let (model, st) = server::train_run(&bundle, iters, options, &mut cb, &mut sink)?;
         pb.finish_and_clear();
         stats = Some(st);
-        write(
-            &tmp.join("manifest.json"),
-            serde_json::to_string_pretty(&model.manifest)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        write(
-            &tmp.join("params.bin"),
-            &volley_ckks::params_to_bytes(&bundle.params),
-        )?;
-        write(&tmp.join("weights.cts"), &cts_to_bytes(&model.weights))?;
+        write_model_files(tmp, &model, &bundle.params)?;
         // The finished model needs no checkpoint.
         let _ = std::fs::remove_file(&checkpoint_path);
         Ok(())

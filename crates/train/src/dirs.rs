@@ -17,7 +17,7 @@ use crate::algorithm::Weights;
 use crate::bundle::{Manifest, UploadBundle};
 #[cfg(feature = "client")]
 use crate::client::Client;
-use crate::container::{ciphertexts_from_bytes, ciphertexts_to_bytes};
+use crate::container::ciphertexts_from_bytes;
 use crate::error::{Result, TrainError};
 #[cfg(feature = "client")]
 use crate::layout::Schedule;
@@ -29,11 +29,6 @@ use volley_ckks::{Ciphertext, EncapsulationKeys, Params, Serializable};
 /// Reads a whole file with the path in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| TrainError::io(path, e))
-}
-
-/// Serializes ciphertexts into a container (`volley_train::container`).
-pub fn cts_to_bytes(cts: &[Ciphertext]) -> Vec<u8> {
-    ciphertexts_to_bytes(cts)
 }
 
 /// Parses a container, validating every ciphertext against `params`.
@@ -198,19 +193,38 @@ pub fn load_keys(dir: &Path) -> Result<KeyDir> {
     })
 }
 
+/// Writes `manifest.json` and `params.bin`, the head of a bundle and of a model directory
+/// (read back by [`load_manifest`]), into a directory being filled.
+fn write_manifest(dir: &Path, manifest: &Manifest, params: &Params) -> Result<()> {
+    write(
+        &dir.join("manifest.json"),
+        serde_json::to_string_pretty(manifest)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    write(
+        &dir.join("params.bin"),
+        &volley_ckks::params_to_bytes(params),
+    )
+}
+
+/// Writes the files of an encrypted model (`manifest.json`, `params.bin`, `weights.cts`)
+/// into a model directory being filled (its snapshots go beside them as they come).
+pub fn write_model_files(
+    dir: &Path,
+    model: &crate::bundle::EncryptedModel,
+    params: &Params,
+) -> Result<()> {
+    write_manifest(dir, &model.manifest, params)?;
+    write_streamed(&dir.join("weights.cts"), |w| {
+        crate::container::write_ciphertexts(w, &model.weights)
+    })
+}
+
 /// Writes an upload bundle directory (atomically).
 pub fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<()> {
     write_dir_atomic(dir, |tmp| {
-        write(
-            &tmp.join("manifest.json"),
-            serde_json::to_string_pretty(&b.manifest)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        write(
-            &tmp.join("params.bin"),
-            &volley_ckks::params_to_bytes(&b.params),
-        )?;
+        write_manifest(tmp, &b.manifest, &b.params)?;
         // Streamed: the keys are gigabytes with bootstrapping, and their bytes need not be
         // in memory beside them.
         write_streamed(&tmp.join("keys.bin"), |w| {
