@@ -328,6 +328,7 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
             checkpoint_every: args.checkpoint_every,
             checkpoints: Some(&mut save),
             resume,
+            epochs: None,
         };
         let (model, st) = server::train_run(&bundle, iters, options, &mut cb, &mut sink)?;
         pb.finish_and_clear();

@@ -1,6 +1,7 @@
 //! The paper's training algorithm ("SigmoidNAGQG", Chiang 2023) in plain f64: the reference
 //! the encrypted trainer must reproduce, and `volley train --plaintext`.
 
+use crate::batches::{BatchSpec, Epochs};
 use crate::data::Design;
 
 /// The paper's degree-3 least-squares sigmoid: 0.5 + c1 x + c3 x^3.
@@ -108,42 +109,88 @@ pub fn train_plain_each(
     w0: &Weights,
     each: &mut dyn FnMut(usize, &Weights),
 ) -> Weights {
-    let (n, c, dh) = (design.n, design.c, design.d_hat);
     let mut cur = Weights {
-        c,
-        d_hat: dh,
+        c: design.c,
+        d_hat: design.d_hat,
         w: w0.w.clone(),
     };
     let mut v = w0.w.clone();
-    for (t, step) in schedule(iterations, n).into_iter().enumerate() {
-        let w = &mut cur.w;
-        let mut g = vec![0f64; c * dh];
-        for i in 0..n {
-            let x = design.row(i);
-            for k in 0..c {
-                let z: f64 = x
-                    .iter()
-                    .zip(&v[k * dh..(k + 1) * dh])
-                    .map(|(a, b)| a * b)
-                    .sum();
-                let e = design.y(i, k) - sigmoid_poly(z);
-                for (gj, &xj) in g[k * dh..(k + 1) * dh].iter_mut().zip(x) {
-                    *gj += e * xj;
-                }
-            }
-        }
-        for k in 0..c {
-            for j in 0..dh {
-                let idx = k * dh + j;
-                let q = design.b[j] * g[idx];
-                let t = w[idx] + (1.0 + step.gamma) * q;
-                w[idx] = (1.0 - step.eta) * t + step.eta * v[idx];
-                v[idx] = t;
-            }
-        }
+    for (t, step) in schedule(iterations, design.n).into_iter().enumerate() {
+        update(design, 0..design.n, 1.0, step, &mut cur.w, &mut v);
         each(t + 1, &cur);
     }
     cur
+}
+
+/// The mini-batch form of the update (see [`crate::batches`] for the rule): every step of
+/// `epochs` in order, each on its batch's rows of `design` (the whole training set, whose
+/// preconditioner every batch shares), calling `each(s, W_s)` after step s = 1, 2, ....
+pub fn train_minibatch(
+    design: &Design,
+    spec: &BatchSpec,
+    epochs: &Epochs,
+    w0: &Weights,
+    each: &mut dyn FnMut(usize, &Weights),
+) -> crate::Result<Weights> {
+    spec.validate()?;
+    if spec.rows != design.n {
+        return Err(crate::TrainError::Mismatch(format!(
+            "batches of {} rows in all, the design has {}",
+            spec.rows, design.n
+        )));
+    }
+    epochs.validate(spec.count())?;
+    let mut cur = Weights {
+        c: design.c,
+        d_hat: design.d_hat,
+        w: w0.w.clone(),
+    };
+    let mut v = w0.w.clone();
+    for (s, step) in epochs.steps(spec).into_iter().enumerate() {
+        let rows = spec.range(step.batch);
+        let scale = spec.scale(step.batch);
+        update(design, rows, scale, step.constants, &mut cur.w, &mut v);
+        each(s + 1, &cur);
+    }
+    Ok(cur)
+}
+
+/// One step of the update on `rows` of `design`, with the preconditioner scaled by
+/// `b_scale`: Z = X V^T; P = sigma(Z); G = (Y - P)^T X; Q = b_scale b (.) G;
+/// T = W + (1 + gamma) Q; W <- (1 - eta) T + eta V; V <- T.
+fn update(
+    design: &Design,
+    rows: std::ops::Range<usize>,
+    b_scale: f64,
+    step: StepConstants,
+    w: &mut [f64],
+    v: &mut [f64],
+) {
+    let (c, dh) = (design.c, design.d_hat);
+    let mut g = vec![0f64; c * dh];
+    for i in rows {
+        let x = design.row(i);
+        for k in 0..c {
+            let z: f64 = x
+                .iter()
+                .zip(&v[k * dh..(k + 1) * dh])
+                .map(|(a, b)| a * b)
+                .sum();
+            let e = design.y(i, k) - sigmoid_poly(z);
+            for (gj, &xj) in g[k * dh..(k + 1) * dh].iter_mut().zip(x) {
+                *gj += e * xj;
+            }
+        }
+    }
+    for k in 0..c {
+        for j in 0..dh {
+            let idx = k * dh + j;
+            let q = b_scale * design.b[j] * g[idx];
+            let t = w[idx] + (1.0 + step.gamma) * q;
+            w[idx] = (1.0 - step.eta) * t + step.eta * v[idx];
+            v[idx] = t;
+        }
+    }
 }
 
 /// Fraction of rows predicted correctly.

@@ -1,6 +1,7 @@
 //! What crosses the wire: the client's upload (ciphertexts + public evaluation keys, never a
 //! secret) and the server's encrypted model, each with a JSON manifest.
 
+use crate::batches::{BatchSource, BatchSpec};
 use crate::layout::{Geometry, Schedule};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub struct Manifest {
     pub ciphertexts: std::collections::BTreeMap<String, usize>,
     /// Serialized byte sizes per group, and "keys".
     pub bytes: std::collections::BTreeMap<String, u64>,
+    /// With mini-batches ([`crate::batches`]): how the rows are split. The geometry's `n`
+    /// is then the rows of one batch, and X, X diag(b) and Y come as one file per batch
+    /// instead of the "x", "xb" and "y" groups. Absent in full-batch uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<BatchSpec>,
 }
 
 impl Manifest {
@@ -67,7 +73,19 @@ impl Manifest {
                 g.n, g.c, g.d
             ));
         }
-        let counts = expected_counts(self.schedule, g);
+        if let Some(spec) = &self.batches {
+            spec.validate()
+                .map_err(|e| crate::TrainError::Mismatch(format!("manifest: batches: {e}")))?;
+            if self.schedule != Schedule::Diagonal || spec.batch_rows != g.n {
+                return bad(format!(
+                    "batches of {} rows need the diagonal schedule and a geometry of that many rows ({} schedule, {} rows)",
+                    spec.batch_rows,
+                    self.schedule.name(),
+                    g.n
+                ));
+            }
+        }
+        let counts = self.expected_counts();
         if self.ciphertexts != counts {
             return bad(format!(
                 "ciphertext counts {:?}, the geometry needs {counts:?}",
@@ -77,9 +95,31 @@ impl Manifest {
         Ok(())
     }
 
+    /// The ciphertext groups this manifest's shapes need (see [`expected_counts`]; with
+    /// mini-batches only the initial weights, the rows are in the batch files).
+    pub fn expected_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = expected_counts(self.schedule, &self.geometry);
+        if self.batches.is_some() {
+            counts.retain(|name, _| name == "w0");
+        }
+        counts
+    }
+
+    /// Ciphertexts of batch `i` (mini-batch uploads): X, X diag(b) and Y of each of its row
+    /// ciphertexts; 0 for a batch that does not exist.
+    pub fn batch_ciphertexts(&self, i: usize) -> usize {
+        self.batches.filter(|s| i < s.count()).map_or(0, |s| {
+            3 * s.range(i).len().div_ceil(self.geometry.rows_per_ct)
+        })
+    }
+
     /// Total ciphertexts.
     pub fn ciphertext_count(&self) -> usize {
-        self.ciphertexts.values().sum()
+        let batches = self.batches.map_or(0, |s| s.count());
+        self.ciphertexts.values().sum::<usize>()
+            + (0..batches)
+                .map(|i| self.batch_ciphertexts(i))
+                .sum::<usize>()
     }
 
     /// Total bytes (ciphertexts and keys).
@@ -132,6 +172,8 @@ pub struct UploadBundle {
     /// Ciphertext groups: "x" (rows of X), "xb" (X diag(b), diagonal schedule), "y" (labels),
     /// "w0" (initial weights), "b" (preconditioner rows, paper schedule).
     pub groups: std::collections::BTreeMap<String, Vec<Ciphertext>>,
+    /// With mini-batches: where the batches are read from, one at a time.
+    pub batches: Option<Arc<dyn BatchSource>>,
 }
 
 impl UploadBundle {

@@ -2,6 +2,7 @@
 //! The secret key never leaves this module's types.
 
 use crate::algorithm::Weights;
+use crate::batches::BatchSpec;
 use crate::bundle::{BUNDLE_VERSION, EncryptedModel, Manifest, UploadBundle, model_ciphertexts};
 use crate::data::{Design, FeatureTable};
 use crate::error::{Result, TrainError};
@@ -201,31 +202,18 @@ impl Client {
         let g = self.geometry(schedule, design)?;
         let plan = LevelPlan::new(schedule, &self.params, &g, self.bootstrapping, iterations)?;
         let enc = Encoder::new(self.params.clone());
-        let scale = self.params.default_scale();
-        // Each group at the level the server first uses it (smaller uploads with
-        // bootstrapping, where the iterations run low in the chain).
-        let encrypt = |v: Vec<f64>, group: &str| -> Result<Ciphertext> {
-            let level = plan.group_level(group);
-            Ok(encrypt_secret(
-                &self.secret,
-                &enc.encode(&v, level, scale, g.slots)?,
-            )?)
-        };
         let mut groups: BTreeMap<String, Vec<Ciphertext>> = BTreeMap::new();
         let rows = |group: &str, f: &dyn Fn(usize) -> Vec<f64>| -> Result<Vec<Ciphertext>> {
-            (0..g.row_cts).map(|m| encrypt(f(m), group)).collect()
+            (0..g.row_cts)
+                .map(|m| self.encrypt_slots(&enc, f(m), plan.group_level(group)))
+                .collect()
         };
         groups.insert("x".into(), rows("x", &|m| g.pack_x(design, m))?);
         groups.insert("y".into(), rows("y", &|m| g.pack_y(design, m))?);
         match schedule {
             Schedule::Diagonal => {
                 groups.insert("xb".into(), rows("xb", &|m| g.pack_xb(design, m))?);
-                groups.insert(
-                    "w0".into(),
-                    (0..g.diagonals)
-                        .map(|t| encrypt(g.pack_diagonal(w0, t), "w0"))
-                        .collect::<Result<_>>()?,
-                );
+                groups.insert("w0".into(), self.encrypt_diagonals(&g, &plan, w0)?);
             }
             Schedule::Paper => {
                 let b_rows = Weights {
@@ -235,10 +223,110 @@ impl Client {
                         .flat_map(|_| design.b[..g.d_hat.min(design.b.len())].to_vec())
                         .collect(),
                 };
-                groups.insert("b".into(), vec![encrypt(g.pack_weight_rows(&b_rows), "b")?]);
-                groups.insert("w0".into(), vec![encrypt(g.pack_weight_rows(w0), "w0")?]);
+                let level = plan.group_level("b");
+                let b = self.encrypt_slots(&enc, g.pack_weight_rows(&b_rows), level)?;
+                groups.insert("b".into(), vec![b]);
+                let w = self.encrypt_slots(&enc, g.pack_weight_rows(w0), plan.group_level("w0"))?;
+                groups.insert("w0".into(), vec![w]);
             }
         }
+        Ok(self.bundle(schedule, g, iterations, keys, groups, None, 0))
+    }
+
+    /// The mini-batch upload (see [`crate::batches`]) of `design`, the whole training set,
+    /// split by `spec`: batch `i`'s ciphertexts (per row ciphertext: X, X diag(b_B) with
+    /// b_B = lambda (n / |B|) b from the whole set, Y) go to `sink(i, cts)` as each batch is
+    /// made, so that any number of rows is encrypted in memory for one batch. Returns the
+    /// bundle of the keys and the initial weights, without batches (the caller knows where
+    /// it put them).
+    pub fn encrypt_batches(
+        &self,
+        design: &Design,
+        spec: BatchSpec,
+        iterations: usize,
+        w0: &Weights,
+        keys: ServerKeys,
+        sink: &mut dyn FnMut(usize, Vec<Ciphertext>) -> Result<()>,
+    ) -> Result<UploadBundle> {
+        spec.validate()?;
+        if spec.rows != design.n {
+            return Err(TrainError::Mismatch(format!(
+                "batches of {} rows in all, the design has {}",
+                spec.rows, design.n
+            )));
+        }
+        let schedule = Schedule::Diagonal;
+        let g = Geometry::new(
+            schedule,
+            spec.batch_rows,
+            design.c,
+            design.d,
+            self.params.max_slots(),
+        )?;
+        let plan = LevelPlan::new(schedule, &self.params, &g, self.bootstrapping, iterations)?;
+        let enc = Encoder::new(self.params.clone());
+        let mut bytes = 0u64;
+        for i in 0..spec.count() {
+            let part = design.batch(spec.range(i), spec.scale(i));
+            let gb = Geometry::new(schedule, part.n, g.c, g.d, g.slots)?;
+            let per_row: Vec<Vec<Ciphertext>> = (0..gb.row_cts)
+                .into_par_iter()
+                .map(|m| {
+                    [
+                        (gb.pack_x(&part, m), "x"),
+                        (gb.pack_xb(&part, m), "xb"),
+                        (gb.pack_y(&part, m), "y"),
+                    ]
+                    .into_iter()
+                    .map(|(v, group)| self.encrypt_slots(&enc, v, plan.group_level(group)))
+                    .collect()
+                })
+                .collect::<Result<_>>()?;
+            let cts: Vec<Ciphertext> = per_row.into_iter().flatten().collect();
+            bytes += cts.iter().map(|c| c.serialized_size() as u64).sum::<u64>();
+            sink(i, cts)?;
+        }
+        let mut groups = BTreeMap::new();
+        groups.insert("w0".into(), self.encrypt_diagonals(&g, &plan, w0)?);
+        Ok(self.bundle(schedule, g, iterations, keys, groups, Some(spec), bytes))
+    }
+
+    /// Encrypts a slot vector at `level` (secret-key encryption).
+    fn encrypt_slots(&self, enc: &Encoder, v: Vec<f64>, level: usize) -> Result<Ciphertext> {
+        let pt = enc.encode(
+            &v,
+            level,
+            self.params.default_scale(),
+            self.params.max_slots(),
+        )?;
+        Ok(encrypt_secret(&self.secret, &pt)?)
+    }
+
+    /// The initial weights as the diagonal schedule's n_o diagonals.
+    fn encrypt_diagonals(
+        &self,
+        g: &Geometry,
+        plan: &LevelPlan,
+        w0: &Weights,
+    ) -> Result<Vec<Ciphertext>> {
+        let enc = Encoder::new(self.params.clone());
+        (0..g.diagonals)
+            .map(|t| self.encrypt_slots(&enc, g.pack_diagonal(w0, t), plan.group_level("w0")))
+            .collect()
+    }
+
+    /// The bundle of `groups` with its manifest (`batch_bytes`: the batch files' size).
+    #[allow(clippy::too_many_arguments)]
+    fn bundle(
+        &self,
+        schedule: Schedule,
+        g: Geometry,
+        iterations: usize,
+        keys: ServerKeys,
+        groups: BTreeMap<String, Vec<Ciphertext>>,
+        batches: Option<BatchSpec>,
+        batch_bytes: u64,
+    ) -> UploadBundle {
         let mut bytes: BTreeMap<String, u64> = groups
             .iter()
             .map(|(k, v)| {
@@ -248,6 +336,9 @@ impl Client {
                 )
             })
             .collect();
+        if batches.is_some() {
+            bytes.insert("batches".into(), batch_bytes);
+        }
         bytes.insert("keys".into(), keys.evaluation.serialized_size() as u64);
         if let Some(e) = &keys.encapsulation {
             bytes.insert("encapsulation".into(), e.serialized_size() as u64);
@@ -264,14 +355,16 @@ impl Client {
             bootstrapping: self.bootstrapping,
             ciphertexts: groups.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
             bytes,
+            batches,
         };
-        Ok(UploadBundle {
+        UploadBundle {
             manifest,
             params: self.params.clone(),
             keys: Arc::new(keys.evaluation),
             encapsulation: keys.encapsulation,
             groups,
-        })
+            batches: None,
+        }
     }
 
     /// Packs and encrypts feature rows for encrypted inference with the model trained on

@@ -393,6 +393,21 @@ impl Design {
     pub fn y(&self, i: usize, k: usize) -> f64 {
         f64::from(self.labels[i] == k)
     }
+
+    /// The design of a mini-batch: `rows` of this design with its preconditioner (the whole
+    /// training set's) times `b_scale` (see [`crate::batches`]).
+    pub fn batch(&self, rows: std::ops::Range<usize>, b_scale: f64) -> Self {
+        let rows = rows.start.min(self.n)..rows.end.min(self.n);
+        Self {
+            n: rows.len(),
+            d: self.d,
+            d_hat: self.d_hat,
+            c: self.c,
+            x: self.x[rows.start * self.d_hat..rows.end * self.d_hat].to_vec(),
+            labels: self.labels[rows].to_vec(),
+            b: self.b.iter().map(|b| b * b_scale).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

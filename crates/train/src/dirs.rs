@@ -6,7 +6,8 @@
 //!   schedule, iterations, bootstrapping), `secret.key` (mode 0600), and after an upload
 //!   `upload.json` (its manifest: models and scores are checked against it);
 //! - upload bundle: `manifest.json`, `params.bin`, `keys.bin`, `encapsulation.bin` (with
-//!   bootstrapping), one `<group>.cts` per ciphertext group;
+//!   bootstrapping), one `<group>.cts` per ciphertext group, and with mini-batches
+//!   `batches/batch-NNNNNN.cts`, one container per batch (see [`crate::batches`]);
 //! - model: `manifest.json`, `params.bin`, `weights.cts`, `snapshots/iter-NNNNNN.cts`;
 //!   a resumable run works in `.NAME.partial/` with its `checkpoint.bin`.
 //!
@@ -223,23 +224,130 @@ pub fn write_model_files(
 
 /// Writes an upload bundle directory (atomically).
 pub fn save_bundle(dir: &Path, b: &UploadBundle) -> Result<()> {
-    write_dir_atomic(dir, |tmp| {
-        write_manifest(tmp, &b.manifest, &b.params)?;
-        // Streamed: the keys are gigabytes with bootstrapping, and their bytes need not be
-        // in memory beside them.
-        write_streamed(&tmp.join("keys.bin"), |w| {
-            b.keys.write_to(w).map_err(std::io::Error::other)
-        })?;
-        if let Some(e) = &b.encapsulation {
-            write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
-        }
-        for (name, cts) in &b.groups {
-            write_streamed(&tmp.join(format!("{name}.cts")), |w| {
-                crate::container::write_ciphertexts(w, cts)
-            })?;
-        }
+    write_dir_atomic(dir, |tmp| write_bundle_files(tmp, b))
+}
+
+/// Subdirectory of a mini-batch upload holding its batch files.
+pub const BATCH_DIR: &str = "batches";
+
+/// File name of batch `i`.
+pub fn batch_file(i: usize) -> String {
+    format!("batch-{i:06}.cts")
+}
+
+/// Writes a mini-batch upload directory (atomically) while it is being encrypted: `make`
+/// gets the sink that writes each batch's file as it comes (so no more than one batch is in
+/// memory) and returns the bundle of keys and initial weights, written after the batches.
+pub fn save_batched_bundle(
+    dir: &Path,
+    make: impl FnOnce(&mut dyn FnMut(usize, Vec<Ciphertext>) -> Result<()>) -> Result<UploadBundle>,
+) -> Result<Manifest> {
+    let mut manifest = None;
+    write_dir_atomic(dir, |tmp| -> Result<()> {
+        let batches = tmp.join(BATCH_DIR);
+        std::fs::create_dir_all(&batches).map_err(|e| TrainError::io(&batches, e))?;
+        let mut sink = |i: usize, cts: Vec<Ciphertext>| {
+            write_streamed(&batches.join(batch_file(i)), |w| {
+                crate::container::write_ciphertexts(w, &cts)
+            })
+        };
+        let bundle = make(&mut sink)?;
+        write_bundle_files(tmp, &bundle)?;
+        manifest = Some(bundle.manifest);
         Ok(())
-    })
+    })?;
+    manifest.ok_or_else(|| TrainError::Data("no bundle was made".into()))
+}
+
+/// The batches of a mini-batch upload directory, read one at a time from their files; the
+/// server checks each file's count against the manifest before reading a ciphertext, and
+/// that nothing follows the last.
+#[derive(Debug)]
+pub struct DirBatches {
+    dir: PathBuf,
+    params: Arc<Params>,
+    manifest: Manifest,
+}
+
+impl DirBatches {
+    /// The batches of the upload directory `dir` with this (validated) manifest.
+    pub fn new(dir: &Path, params: Arc<Params>, manifest: Manifest) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            params,
+            manifest,
+        }
+    }
+}
+
+impl crate::batches::BatchSource for DirBatches {
+    fn open(&self, batch: usize) -> Result<Box<dyn Iterator<Item = Result<Ciphertext>> + '_>> {
+        let path = self.dir.join(BATCH_DIR).join(batch_file(batch));
+        let want = self.manifest.batch_ciphertexts(batch);
+        if want == 0 {
+            return Err(TrainError::Mismatch(format!(
+                "the upload has no batch {batch}"
+            )));
+        }
+        let file = std::fs::File::open(&path).map_err(|e| TrainError::io(&path, e))?;
+        let reader = crate::container::CiphertextReader::open(
+            &self.params,
+            std::io::BufReader::with_capacity(1 << 20, file),
+        )
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+        if reader.announced() != want {
+            return Err(TrainError::Data(format!(
+                "{}: {} ciphertexts, the manifest's batch needs {want}",
+                path.display(),
+                reader.announced()
+            )));
+        }
+        Ok(Box::new(BatchFile {
+            reader: Some(reader),
+            path,
+        }))
+    }
+}
+
+/// A batch file being read; at its end, checks that nothing follows.
+struct BatchFile {
+    reader: Option<crate::container::CiphertextReader<std::io::BufReader<std::fs::File>>>,
+    path: PathBuf,
+}
+
+impl Iterator for BatchFile {
+    type Item = Result<Ciphertext>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.reader.as_mut()?;
+        let err = |e: TrainError, path: &Path| TrainError::Data(format!("{}: {e}", path.display()));
+        match r.next() {
+            Some(item) => Some(item.map_err(|e| err(e, &self.path))),
+            None => {
+                let r = self.reader.take()?;
+                r.finish().err().map(|e| Err(err(e, &self.path)))
+            }
+        }
+    }
+}
+
+/// The files of an upload bundle, into a directory being filled.
+fn write_bundle_files(tmp: &Path, b: &UploadBundle) -> Result<()> {
+    write_manifest(tmp, &b.manifest, &b.params)?;
+    // Streamed: the keys are gigabytes with bootstrapping, and their bytes need not be
+    // in memory beside them.
+    write_streamed(&tmp.join("keys.bin"), |w| {
+        b.keys.write_to(w).map_err(std::io::Error::other)
+    })?;
+    if let Some(e) = &b.encapsulation {
+        write(&tmp.join("encapsulation.bin"), &e.to_bytes())?;
+    }
+    for (name, cts) in &b.groups {
+        write_streamed(&tmp.join(format!("{name}.cts")), |w| {
+            crate::container::write_ciphertexts(w, cts)
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes one file (inside a directory being filled) through a buffered writer.
@@ -333,12 +441,23 @@ pub fn load_bundle_keys(dir: &Path, steps: Option<StepsOf<'_>>) -> Result<Upload
         }
         groups.insert(name.clone(), cts);
     }
+    // Mini-batches stay on disk, read one batch at a time while training.
+    let batches = manifest
+        .batches
+        .map(|_| -> Arc<dyn crate::batches::BatchSource> {
+            Arc::new(DirBatches {
+                dir: dir.to_path_buf(),
+                params: params.clone(),
+                manifest: manifest.clone(),
+            })
+        });
     Ok(UploadBundle {
         manifest,
         params,
         keys: Arc::new(keys),
         encapsulation,
         groups,
+        batches,
     })
 }
 

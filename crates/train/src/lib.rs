@@ -4,6 +4,7 @@
 //!
 //! - [`data`]: feature tables, row ranges, the design matrix and preconditioner;
 //! - [`algorithm`]: the plaintext reference of the same algorithm, metrics;
+//! - [`batches`]: mini-batches: the split, the epochs' order, the steps, batch sources;
 //! - [`layout`]: the slot layouts of the two schedules (Volley Revolver packing);
 //! - [`setup`]: parameter choice, the level plan of a run and rotation keys;
 //! - [`refresh`]: the server's bootstrapping of its state (any number of iterations);
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod algorithm;
+pub mod batches;
 pub mod bundle;
 pub mod checkpoint;
 #[cfg(feature = "client")]

@@ -2,6 +2,7 @@
 //! without the `client` feature, where no secret-key type exists (checked in CI).
 
 use crate::algorithm::{SIGMOID_C1, SIGMOID_C3, schedule};
+use crate::batches::{BatchSource, BatchSpec, Epochs, Step};
 use crate::bundle::{EncryptedModel, UploadBundle};
 use crate::checkpoint::{Checkpoint, CheckpointRef, CheckpointSink};
 use crate::error::{Result, TrainError};
@@ -97,6 +98,9 @@ pub struct RunOptions<'a> {
     /// Continue from this state instead of the upload's initial weights (read with
     /// [`Checkpoint::from_bytes`], which ties it to the upload and the run's length).
     pub resume: Option<Checkpoint>,
+    /// Mini-batch uploads: the order of the batches in each epoch (the client's choice);
+    /// the run's iterations are then its steps, epochs times batches.
+    pub epochs: Option<Epochs>,
 }
 
 /// [`train_with_snapshots`] with checkpoints and resumption: a run continued from a
@@ -114,6 +118,7 @@ pub fn train_run(
         checkpoint_every,
         checkpoints,
         resume,
+        epochs,
     } = options;
     if every == Some(0) {
         return Err(TrainError::Data(
@@ -134,6 +139,7 @@ pub fn train_run(
         checkpoint_every,
         checkpoints,
         resume,
+        epochs,
     };
     let m = &bundle.manifest;
     // Every shape is checked against the parameters before it sizes anything.
@@ -178,6 +184,11 @@ pub fn train_run(
             &mut state,
         )?,
         Schedule::Paper => {
+            if state.epochs.is_some() {
+                return Err(TrainError::Data(
+                    "mini-batches need the diagonal schedule".into(),
+                ));
+            }
             if state.checkpoint_every.is_some() || state.resume.is_some() {
                 return Err(TrainError::Data(
                     "checkpoints and --resume need the diagonal schedule (the paper's is kept as it was, for comparison)".into(),
@@ -219,11 +230,12 @@ impl Snapshots<'_, '_> {
     }
 }
 
-/// Checkpointing and resumption of one run.
+/// Checkpointing and resumption of one run, and its batches' order.
 struct State<'s, 'a> {
     checkpoint_every: Option<usize>,
     checkpoints: Option<&'s mut CheckpointSink<'a>>,
     resume: Option<Checkpoint>,
+    epochs: Option<Epochs>,
 }
 
 impl State<'_, '_> {
@@ -313,13 +325,13 @@ impl Ctx<'_> {
         &self,
         z: &Ciphertext,
         y: &Ciphertext,
-        mask: Option<usize>,
+        mask: Option<(&Geometry, usize)>,
         f: f64,
         s_e: f64,
     ) -> Result<Ciphertext> {
-        let (eval, g) = (self.eval, &self.g);
+        let eval = self.eval;
         let a = z.level();
-        let masked = |c: f64| mask.map(|m| g.label_mask(m, c));
+        let masked = |c: f64| mask.map(|(g, m)| g.label_mask(m, c));
         let (mb, ma, mc) = (
             masked(SIGMOID_C3 * f),
             masked(SIGMOID_C1 * f),
@@ -413,10 +425,7 @@ mod diagonal {
         snapshot: &mut Snapshots<'_, '_>,
         state: &mut State<'_, '_>,
     ) -> Result<(Vec<Ciphertext>, TrainStats)> {
-        let (eval, g) = (ctx.eval, ctx.g);
-        let x = bundle.group("x", g.row_cts)?;
-        let xb = bundle.group("xb", g.row_cts)?;
-        let y = bundle.group("y", g.row_cts)?;
+        let (eval, g, m) = (ctx.eval, ctx.g, &bundle.manifest);
         let w0 = bundle.group("w0", g.diagonals)?;
         let mut stats = TrainStats {
             levels_per_iteration: plan.per_iteration,
@@ -442,39 +451,77 @@ mod diagonal {
             }
             _ => None,
         };
-        // Every group must sit at or above the level the plan first uses it at.
-        for (name, group) in [("x", x), ("xb", xb), ("y", y), ("w0", w0)] {
-            let want = plan.group_level(name);
-            if let Some(ct) = group.iter().find(|ct| ct.level() < want) {
-                return Err(TrainError::Mismatch(format!(
-                    "the upload's {name:?} ciphertexts are at level {}, the plan needs {want}",
-                    ct.level()
-                )));
-            }
-        }
+        check_levels(plan, "w0", w0)?;
         let n_o = g.diagonals;
         let steps: Vec<i64> = (0..n_o as i64).map(|t| -t).collect();
-        // One-time: X and X diag(b) rotated right by t < n_o, hoisted (one ModUp per ciphertext).
-        // X diag(b) is first used three levels down: rotate it there, where it is cheaper.
         let t0 = Instant::now();
         let before = eval.op_counts();
-        let total = 2 * g.row_cts;
-        let mut done = 0;
-        let mut x_rot = Vec::with_capacity(g.row_cts);
-        let mut xb_rot = Vec::with_capacity(g.row_cts);
-        for mi in 0..g.row_cts {
-            x_rot.push(eval.rotate_hoisted(&x[mi], &steps)?);
-            done += 1;
-            progress(Progress::Precompute(done, total));
-            let low = eval.drop_to_level(&xb[mi], plan.group_level("xb"))?;
-            xb_rot.push(eval.rotate_hoisted(&low, &steps)?);
-            done += 1;
-            progress(Progress::Precompute(done, total));
-        }
+        let (rows, consts) = match (&bundle.batches, m.batches, state.epochs.take()) {
+            (None, None, None) => {
+                let x = bundle.group("x", g.row_cts)?;
+                let xb = bundle.group("xb", g.row_cts)?;
+                let y = bundle.group("y", g.row_cts)?;
+                for (name, group) in [("x", x), ("xb", xb), ("y", y)] {
+                    check_levels(plan, name, group)?;
+                }
+                // One-time: X and X diag(b) rotated right by t < n_o, hoisted (one ModUp per
+                // ciphertext). X diag(b) is first used three levels down: rotated there, where
+                // it is cheaper.
+                let total = 2 * g.row_cts;
+                let mut done = 0;
+                let mut x_rot = Vec::with_capacity(g.row_cts);
+                let mut xb_rot = Vec::with_capacity(g.row_cts);
+                for mi in 0..g.row_cts {
+                    x_rot.push(eval.rotate_hoisted(&x[mi], &steps)?);
+                    done += 1;
+                    progress(Progress::Precompute(done, total));
+                    let low = eval.drop_to_level(&xb[mi], plan.group_level("xb"))?;
+                    xb_rot.push(eval.rotate_hoisted(&low, &steps)?);
+                    done += 1;
+                    progress(Progress::Precompute(done, total));
+                }
+                let rows = Rows::Resident { x_rot, xb_rot, y };
+                (rows, schedule(iterations, g.n))
+            }
+            (Some(source), Some(spec), Some(epochs)) => {
+                epochs.validate(spec.count())?;
+                let run = epochs.steps(&spec);
+                if run.len() != iterations {
+                    return Err(TrainError::Data(format!(
+                        "{} epochs of {} batches are {} steps, not {iterations}",
+                        epochs.epochs(),
+                        spec.count(),
+                        run.len()
+                    )));
+                }
+                let consts = run.iter().map(|s| s.constants).collect();
+                let rows = Rows::Streamed {
+                    source: source.as_ref(),
+                    spec,
+                    run,
+                };
+                (rows, consts)
+            }
+            (_, Some(_), None) => {
+                return Err(TrainError::Data(
+                    "a mini-batch upload needs the order of its batches (epochs)".into(),
+                ));
+            }
+            (_, None, Some(_)) => {
+                return Err(TrainError::Data(
+                    "epochs are for mini-batch uploads; this upload is one batch (use iterations)"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(TrainError::Mismatch(
+                    "the manifest's batches and the upload's batch files disagree".into(),
+                ));
+            }
+        };
         stats.key_switches_precompute = counts_delta(before, eval.op_counts());
         stats.seconds_precompute = t0.elapsed().as_secs_f64();
 
-        let consts = schedule(iterations, g.n);
         let s_e = bundle.params.default_scale();
         // From the upload's initial weights, or from a checkpoint (its state sits at a
         // level the plan reaches: at most where a refresh lands, and above what one more
@@ -513,40 +560,66 @@ mod diagonal {
             let t_start = Instant::now();
             let before = eval.op_counts();
             let a = v[0].level();
-            // Z per row ciphertext: sum_t D_t(V) (.) rot(X, -t), one relinearisation for all
-            // n_o products, then fold over j = k (mod n_o).
-            let z: Vec<Ciphertext> = (0..g.row_cts)
-                .map(|mi| -> Result<Ciphertext> {
-                    let products = v
-                        .iter()
-                        .zip(&x_rot[mi])
-                        .map(|(d, xr)| Ok(eval.mul_no_relin(d, &eval.drop_to_level(xr, a)?)?));
-                    let s = ctx.relin_rescale(ctx.sum(products)?)?;
-                    Ok(eval.inner_sum(&s, n_o as i64, g.d_hat / n_o)?)
-                })
-                .collect::<Result<_>>()?;
-            // E = (1 + gamma)(Y - sigma(Z)) masked, replicated back over each row.
-            let e_rep: Vec<Ciphertext> = z
-                .iter()
-                .enumerate()
-                .map(|(mi, zm)| -> Result<Ciphertext> {
-                    let e = ctx.error_term(zm, &y[mi], Some(mi), 1.0 + step.gamma, s_e)?;
-                    Ok(eval.replicate(&e, n_o as i64, g.d_hat / n_o)?)
-                })
-                .collect::<Result<_>>()?;
-            let le = e_rep[0].level();
-            // Gradient diagonals: sum over row ciphertexts of E (.) rot(X diag(b), -t), one
-            // relinearisation each, then fold over the rows. Independent per diagonal.
-            let grads: Vec<Ciphertext> = (0..n_o)
-                .into_par_iter()
-                .map(|td| -> Result<Ciphertext> {
-                    let products = e_rep.iter().enumerate().map(|(mi, e)| {
-                        Ok(eval.mul_no_relin(e, &eval.drop_to_level(&xb_rot[mi][td], le)?)?)
-                    });
-                    let s = ctx.relin_rescale(ctx.sum(products)?)?;
-                    Ok(eval.inner_sum(&s, g.d_hat as i64, g.rows_per_ct)?)
-                })
-                .collect::<Result<_>>()?;
+            // Per row ciphertext: Z = sum_t D_t(V) (.) rot(X, -t) (one relinearisation for
+            // all n_o products, then the fold over j = k (mod n_o)); E = (1 + gamma)
+            // (Y - sigma(Z)) masked and replicated back over each row; its products with
+            // rot(X diag(b), -t) summed per diagonal, unrelinearised.
+            let f = 1.0 + step.gamma;
+            let mut grads = Gradient::default();
+            match &rows {
+                Rows::Resident { x_rot, xb_rot, y } => {
+                    for mi in 0..g.row_cts {
+                        let e = error_rows(ctx, &g, &v, &x_rot[mi], &y[mi], mi, f)?;
+                        grads.add(ctx, &e, &xb_rot[mi])?;
+                    }
+                }
+                Rows::Streamed { source, spec, run } => {
+                    let batch = run[t].batch;
+                    // This batch's shapes: its own row count masks the labels.
+                    let gb = Geometry::new(
+                        Schedule::Diagonal,
+                        spec.range(batch).len(),
+                        g.c,
+                        g.d,
+                        g.slots,
+                    )?;
+                    let mut cts = source.open(batch)?;
+                    let mut next = |what: &str, level: usize| -> Result<Ciphertext> {
+                        let ct = cts.next().ok_or_else(|| {
+                            TrainError::Mismatch(format!(
+                                "batch {batch}: fewer ciphertexts than its {} rows need",
+                                gb.n
+                            ))
+                        })??;
+                        crate::inference::check_group(
+                            &format!("batch {batch}, {what}"),
+                            std::slice::from_ref(&ct),
+                            1,
+                            g.slots,
+                            level,
+                        )?;
+                        Ok(ct)
+                    };
+                    for mi in 0..gb.row_cts {
+                        let x = next("x", a)?;
+                        let xb = next("xb", a.saturating_sub(3))?;
+                        let y = next("y", a)?;
+                        let x_rot = eval.rotate_hoisted(&eval.drop_to_level(&x, a)?, &steps)?;
+                        let e = error_rows(ctx, &gb, &v, &x_rot, &y, mi, f)?;
+                        drop(x_rot);
+                        let xb = eval.drop_to_level(&xb, e.level())?;
+                        grads.add(ctx, &e, &eval.rotate_hoisted(&xb, &steps)?)?;
+                    }
+                    if cts.next().is_some() {
+                        return Err(TrainError::Mismatch(format!(
+                            "batch {batch}: more ciphertexts than its {} rows need",
+                            gb.n
+                        )));
+                    }
+                }
+            }
+            // Per diagonal: one relinearisation, then the fold over the rows.
+            let grads = grads.finish(ctx, &g)?;
             let (s_g, l_g) = (grads[0].scale(), grads[0].level());
             // T = W_t + (1 + gamma) Q, with W_t = (1 - eta_{t-1}) V_t + eta_{t-1} V_{t-1}
             // (W_0 = V_0): only V is carried, and the combination spends levels of operands
@@ -597,6 +670,94 @@ mod diagonal {
         }
         stats.op_counts = eval.op_counts();
         Ok((w, stats))
+    }
+
+    /// Every ciphertext of a group must sit at or above the level the plan first uses it at.
+    fn check_levels(plan: &LevelPlan, name: &str, group: &[Ciphertext]) -> Result<()> {
+        let want = plan.group_level(name);
+        match group.iter().find(|ct| ct.level() < want) {
+            Some(ct) => Err(TrainError::Mismatch(format!(
+                "the upload's {name:?} ciphertexts are at level {}, the plan needs {want}",
+                ct.level()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The rows an iteration reads: the whole upload, rotated once (full batch), or one
+    /// batch per step, rotated as it is read (mini-batches: memory bounded by one row
+    /// ciphertext's rotations, whatever the number of rows).
+    enum Rows<'b> {
+        Resident {
+            x_rot: Vec<Vec<Ciphertext>>,
+            xb_rot: Vec<Vec<Ciphertext>>,
+            y: &'b [Ciphertext],
+        },
+        Streamed {
+            source: &'b dyn BatchSource,
+            spec: BatchSpec,
+            run: Vec<Step>,
+        },
+    }
+
+    /// The error term of row ciphertext `mi` replicated over its rows:
+    /// E = f (Y - sigma(Z)) with Z = sum_t D_t(V) (.) rot(X, -t) folded over j = k (mod n_o).
+    fn error_rows(
+        ctx: &Ctx,
+        g: &Geometry,
+        v: &[Ciphertext],
+        x_rot: &[Ciphertext],
+        y: &Ciphertext,
+        mi: usize,
+        f: f64,
+    ) -> Result<Ciphertext> {
+        let (eval, n_o) = (ctx.eval, g.diagonals);
+        let a = v[0].level();
+        let products = v
+            .iter()
+            .zip(x_rot)
+            .map(|(d, xr)| Ok(eval.mul_no_relin(d, &eval.drop_to_level(xr, a)?)?));
+        let s = ctx.relin_rescale(ctx.sum(products)?)?;
+        let z = eval.inner_sum(&s, n_o as i64, g.d_hat / n_o)?;
+        let e = ctx.error_term(&z, y, Some((g, mi)), f, ctx.eval.params().default_scale())?;
+        Ok(eval.replicate(&e, n_o as i64, g.d_hat / n_o)?)
+    }
+
+    /// The gradient diagonals being summed over row ciphertexts: sum_m E_m (.) rot(X_m
+    /// diag(b), -t) per diagonal t, unrelinearised (degree 2) until [`Self::finish`].
+    #[derive(Default)]
+    struct Gradient(Option<Vec<Ciphertext>>);
+
+    impl Gradient {
+        fn add(&mut self, ctx: &Ctx, e: &Ciphertext, xb_rot: &[Ciphertext]) -> Result<()> {
+            let eval = ctx.eval;
+            let le = e.level();
+            let products: Vec<Ciphertext> = xb_rot
+                .par_iter()
+                .map(|xb| Ok(eval.mul_no_relin(e, &eval.drop_to_level(xb, le)?)?))
+                .collect::<Result<_>>()?;
+            match self.0.as_mut() {
+                None => self.0 = Some(products),
+                Some(acc) => acc
+                    .par_iter_mut()
+                    .zip(&products)
+                    .try_for_each(|(a, p)| eval.add_assign(a, p))?,
+            }
+            Ok(())
+        }
+
+        /// Relinearises each diagonal once, rescales, and folds over the rows.
+        fn finish(self, ctx: &Ctx, g: &Geometry) -> Result<Vec<Ciphertext>> {
+            let acc = self
+                .0
+                .ok_or_else(|| TrainError::Data("no rows in the batch".into()))?;
+            acc.into_par_iter()
+                .map(|s| {
+                    let s = ctx.relin_rescale(s)?;
+                    Ok(ctx.eval.inner_sum(&s, g.d_hat as i64, g.rows_per_ct)?)
+                })
+                .collect()
+        }
     }
 
     /// Refreshes (V, V_{t-1}) by bootstrapping when V is below `level` and the run can.

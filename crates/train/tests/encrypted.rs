@@ -302,6 +302,7 @@ fn resumed_runs_end_with_the_same_model() {
         checkpoint_every: Some(1),
         checkpoints: Some(&mut save),
         resume: None,
+        epochs: None,
     };
     let (model, stats) = train_run(&bundle, iters, options, &mut |_| {}, &mut |k, w| {
         snaps.push((k, ciphertexts_to_bytes(&w)));
@@ -501,4 +502,168 @@ fn encrypted_inference_matches_plaintext_scoring() {
             .decrypt_scores(&bundle.manifest, &query.manifest, &scores[1..])
             .is_err()
     );
+}
+
+/// Mini-batches on the tiny bootstrapping ring: 100 rows in batches of 40 (two row
+/// ciphertexts each; the last batch 20 rows), two epochs in a shuffled order. The encrypted
+/// run streamed from memory, and from the batch files of a bundle directory, ends with the
+/// plaintext reference's model of the same batches in the same order, bit for bit the same
+/// from both sources; a run resumed from a mid-epoch checkpoint ends with the same model.
+#[test]
+fn minibatches_match_the_reference_of_the_same_batches() {
+    use std::sync::Arc;
+    use volley_train::batches::{BatchSpec, Epochs, MemoryBatches};
+    use volley_train::checkpoint::Checkpoint;
+    use volley_train::container::{ciphertexts_to_bytes, write_ciphertexts};
+    use volley_train::server::{RunOptions, train_run};
+
+    let (n, f, c) = (100, 9, 3);
+    let table = synthetic(n, f, c);
+    let lit = boot_literal(10);
+    let params = Params::new_insecure(lit.clone()).unwrap();
+    let client = Client::generate_for("test".into(), lit, params, true).unwrap();
+    let design = Design::new(&table, c, 16).unwrap();
+    let spec = BatchSpec::new(n, 40, 0.5).unwrap();
+    let epochs = Epochs::shuffled(spec.count(), 2, 7).unwrap();
+    let steps = 2 * spec.count();
+    let w0 = Weights::constant(c, design.d, 16, 0.0);
+    let g = volley_train::layout::Geometry::new(
+        Schedule::Diagonal,
+        40,
+        c,
+        design.d,
+        client.params().max_slots(),
+    )
+    .unwrap();
+    assert_eq!(g.row_cts, 2);
+    let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
+    let mut batches = Vec::new();
+    let mut bundle = client
+        .encrypt_batches(&design, spec, steps, &w0, keys, &mut |i, cts| {
+            assert_eq!(i, batches.len());
+            batches.push(cts);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        [6, 6, 3],
+        "X, X diag(b), Y per row ciphertext"
+    );
+    assert_eq!(bundle.manifest.ciphertext_count(), 15 + g.diagonals);
+    bundle.batches = Some(Arc::new(MemoryBatches(batches.clone())));
+    let options = || RunOptions {
+        epochs: Some(epochs.clone()),
+        ..RunOptions::default()
+    };
+    let (model, stats) =
+        train_run(&bundle, steps, options(), &mut |_| {}, &mut |_, _| Ok(())).unwrap();
+    assert!(stats.bootstraps >= 2, "{} bootstraps", stats.bootstraps);
+    let w_he = client.decrypt_model(&model, &bundle.manifest).unwrap();
+    let w_plain =
+        volley_train::algorithm::train_minibatch(&design, &spec, &epochs, &w0, &mut |_, _| {})
+            .unwrap();
+    let err = max_abs_difference(&w_he, &w_plain, design.d);
+    let scale = w_plain.w.iter().fold(0f64, |m, v| m.max(v.abs()));
+    eprintln!("mini-batches: max |W_he - W_plain| = {err:.3e}, max |W| = {scale:.3}");
+    assert!(err <= 1e-4 * scale, "{err} (max |W| = {scale})");
+    let rows: Vec<&[f64]> = (0..table.rows()).map(|i| table.row(i)).collect();
+    assert_eq!(agreement(&w_he, &w_plain, &rows), 1.0);
+    // The batches matter: the full-batch reference is another model.
+    let full = train_plain(&design, steps, &w0);
+    assert!(max_abs_difference(&full, &w_plain, design.d) > 100.0 * err);
+
+    // The same upload as a directory: batch files read one at a time, same model.
+    let dir = std::env::temp_dir().join(format!("volley-minibatch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let manifest = volley_train::dirs::save_batched_bundle(&dir, |sink| {
+        for (i, b) in batches.iter().enumerate() {
+            sink(i, b.clone())?;
+        }
+        let mut b = bundle.clone();
+        b.batches = None;
+        Ok(b)
+    })
+    .unwrap();
+    assert_eq!(manifest, bundle.manifest);
+    // (`load_bundle` refuses these insecure test parameters; the batches are read the same.)
+    let from_dir = || {
+        let mut b = bundle.clone();
+        b.batches = Some(Arc::new(volley_train::dirs::DirBatches::new(
+            &dir,
+            client.params().clone(),
+            manifest.clone(),
+        )));
+        b
+    };
+    let loaded = from_dir();
+    let (from_disk, _) =
+        train_run(&loaded, steps, options(), &mut |_| {}, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(
+        ciphertexts_to_bytes(&from_disk.weights),
+        ciphertexts_to_bytes(&model.weights)
+    );
+
+    // Killed mid-epoch (after step 4 of 6: epoch 2, step 1), resumed: the same model.
+    let mut saved = None;
+    let mut save = |cp: volley_train::checkpoint::CheckpointRef<'_>| {
+        if cp.iteration == 4 {
+            let mut bytes = Vec::new();
+            cp.write_to(&bundle.manifest, &mut bytes).unwrap();
+            saved = Some(bytes);
+        }
+        Ok(())
+    };
+    let with_checkpoints = RunOptions {
+        checkpoint_every: Some(1),
+        checkpoints: Some(&mut save),
+        ..options()
+    };
+    train_run(
+        &bundle,
+        steps,
+        with_checkpoints,
+        &mut |_| {},
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    let cp =
+        Checkpoint::from_bytes(&saved.unwrap(), &bundle.manifest, client.params(), steps).unwrap();
+    let resumed = RunOptions {
+        resume: Some(cp),
+        ..options()
+    };
+    let (again, _) = train_run(&bundle, steps, resumed, &mut |_| {}, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(
+        ciphertexts_to_bytes(&again.weights),
+        ciphertexts_to_bytes(&model.weights)
+    );
+
+    // Untrusted batch files: a file with a ciphertext too many, a truncated one, a missing
+    // one, and an order that is not a permutation are refused with errors, not panics.
+    let file = dir.join("batches").join(volley_train::dirs::batch_file(1));
+    let original = std::fs::read(&file).unwrap();
+    let mut extra = batches[1].clone();
+    extra.push(batches[1][0].clone());
+    let mut bytes = Vec::new();
+    write_ciphertexts(&mut bytes, &extra).unwrap();
+    for (what, content) in [
+        ("a ciphertext too many", Some(bytes)),
+        ("truncated", Some(original[..original.len() - 100].to_vec())),
+        ("missing", None),
+    ] {
+        match content {
+            Some(b) => std::fs::write(&file, b).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        let loaded = from_dir();
+        let e = train_run(&loaded, steps, options(), &mut |_| {}, &mut |_, _| Ok(()));
+        assert!(e.is_err(), "{what}");
+    }
+    let bad_order = RunOptions {
+        epochs: Some(Epochs(vec![vec![0, 0, 1], vec![0, 1, 2]])),
+        ..RunOptions::default()
+    };
+    assert!(train_run(&bundle, steps, bad_order, &mut |_| {}, &mut |_, _| Ok(())).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }
