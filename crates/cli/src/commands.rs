@@ -9,13 +9,17 @@ use std::time::Instant;
 use volley_train::dirs::{
     CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, list_snapshots,
     load_bundle, load_keys, load_manifest, load_upload_record, load_weights, partial_dir, read,
-    save_bundle, save_keys, save_weights, snapshot_file, write_atomic_streamed, write_dir_atomic,
-    write_dir_resumable, write_file_atomic, write_model_files,
+    save_batched_bundle, save_bundle, save_keys, save_weights, snapshot_file,
+    write_atomic_streamed, write_dir_atomic, write_dir_resumable, write_file_atomic,
+    write_model_files,
 };
 
+use crate::report::TrainReport;
 use volley_train::algorithm::{
-    Weights, accuracy, agreement, max_abs_difference, train_plain, train_plain_each,
+    Weights, accuracy, agreement, max_abs_difference, train_minibatch, train_plain,
+    train_plain_each,
 };
+use volley_train::batches::{BatchSpec, DEFAULT_LEARNING_RATE, Epochs};
 use volley_train::bundle::{EncryptedModel, Manifest};
 use volley_train::checkpoint::{Checkpoint, CheckpointRef};
 use volley_train::client::Client;
@@ -131,6 +135,15 @@ pub struct EncryptArgs {
     /// Upload bundle directory to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Mini-batches: split the training rows into batches of this many rows (the last
+    /// holds the rest), one encrypted file each, written as they are made; the server
+    /// streams them. Needs keys with bootstrapping (`keygen --iters 5` or more).
+    #[arg(long, value_name = "ROWS")]
+    pub batch_rows: Option<usize>,
+    /// With --batch-rows: the learning rate lambda that scales each batch's step
+    /// (see volley_train::batches).
+    #[arg(long, requires = "batch_rows", default_value_t = DEFAULT_LEARNING_RATE)]
+    pub learning_rate: f64,
 }
 
 fn design_for(
@@ -157,6 +170,9 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
     let c = classes(&all, args.data.classes);
     let train = rows_or_all(&all, args.data.train_rows.as_deref())?;
     let (design, g) = design_for(&kd.client, kd.schedule, &train, c)?;
+    if let Some(rows) = args.batch_rows {
+        return encrypt_batches(args, &kd, &design, rows, ui);
+    }
     let sp = ui.spinner("evaluation keys");
     let keys = kd.client.server_keys(kd.schedule, &g)?;
     sp.set_message("encrypting");
@@ -178,6 +194,58 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
         "upload bundle: {} ciphertexts, {:.1} MiB, in {}",
         bundle.manifest.ciphertext_count(),
         bundle.manifest.total_bytes() as f64 / 1048576.0,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `volley encrypt --batch-rows`: the mini-batch upload, one batch in memory at a time.
+fn encrypt_batches(
+    args: &EncryptArgs,
+    kd: &KeyDir,
+    design: &Design,
+    batch_rows: usize,
+    ui: Ui,
+) -> Result<(), CliError> {
+    if kd.schedule != Schedule::Diagonal {
+        return Err(CliError::Msg(
+            "mini-batches need keys for the diagonal schedule".into(),
+        ));
+    }
+    let spec = BatchSpec::new(design.n, batch_rows, args.learning_rate)?;
+    let g = Geometry::new(
+        kd.schedule,
+        batch_rows,
+        design.c,
+        design.d,
+        kd.client.params().max_slots(),
+    )?;
+    let sp = ui.spinner("evaluation keys");
+    let keys = kd.client.server_keys(kd.schedule, &g)?;
+    sp.finish_and_clear();
+    let pb = ui.bar(spec.count() as u64, "encrypting batches");
+    let w0 = Weights::constant(design.c, design.d, g.d_hat, args.init);
+    let manifest = save_batched_bundle(&args.out, |sink| {
+        kd.client
+            .encrypt_batches(design, spec, kd.iterations, &w0, keys, &mut |i, cts| {
+                sink(i, cts)?;
+                pb.inc(1);
+                Ok(())
+            })
+    })?;
+    pb.finish_and_clear();
+    write_file_atomic(
+        &args.keys.join(UPLOAD_RECORD),
+        serde_json::to_string_pretty(&manifest)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    eprintln!(
+        "upload bundle: {} rows in {} batches of {batch_rows}, {} ciphertexts, {:.1} MiB, in {}",
+        spec.rows,
+        spec.count(),
+        manifest.ciphertext_count(),
+        manifest.total_bytes() as f64 / 1048576.0,
         args.out.display()
     );
     Ok(())
@@ -225,6 +293,24 @@ pub struct TrainArgs {
     /// With --plaintext: initial weight.
     #[arg(long, default_value_t = 0.0)]
     pub init: f64,
+    /// Mini-batch uploads: epochs (passes over the batches); the run's iterations are
+    /// epochs times batches.
+    #[arg(long, conflicts_with = "iters")]
+    pub epochs: Option<usize>,
+    /// With --epochs: the seed of the batches' order in each epoch (the client's choice;
+    /// the plaintext reference with the same seed replays it).
+    #[arg(long, default_value_t = 0, requires = "epochs")]
+    pub shuffle_seed: u64,
+    /// With --plaintext and --epochs: rows per batch.
+    #[arg(long, requires = "plaintext")]
+    pub batch_rows: Option<usize>,
+    /// With --plaintext and --batch-rows: the learning rate lambda.
+    #[arg(long, requires = "batch_rows", default_value_t = DEFAULT_LEARNING_RATE)]
+    pub learning_rate: f64,
+    /// Write the run's figures as JSON (steps, seconds per step and per epoch, refreshes,
+    /// peak memory).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, impl FnMut(Progress)) {
@@ -254,8 +340,24 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         let d = t.cols + 1;
         let d_hat = d.next_power_of_two();
         let design = Design::new(&t, c, d_hat)?;
-        let iters = args.iters.unwrap_or(2);
-        let w = train_plain(&design, iters, &Weights::constant(c, d, d_hat, args.init));
+        let w0 = Weights::constant(c, d, d_hat, args.init);
+        let (iters, w) = match (args.batch_rows, args.epochs) {
+            (Some(rows), Some(e)) => {
+                let spec = BatchSpec::new(design.n, rows, args.learning_rate)?;
+                let order = Epochs::shuffled(spec.count(), e, args.shuffle_seed)?;
+                let w = train_minibatch(&design, &spec, &order, &w0, &mut |_, _| {})?;
+                (e * spec.count(), w)
+            }
+            (None, None) => {
+                let iters = args.iters.unwrap_or(2);
+                (iters, train_plain(&design, iters, &w0))
+            }
+            _ => {
+                return Err(CliError::Msg(
+                    "mini-batches need both --batch-rows and --epochs".into(),
+                ));
+            }
+        };
         if w.w.iter().any(|v| !v.is_finite()) {
             // Seen on all 60,000 MNIST images as raw pixels: about 85 % after 30 full-batch
             // iterations, 79 % after 100, non-finite weights by 300.
@@ -276,8 +378,34 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         .as_ref()
         .ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
     let bundle = load_bundle(dir)?;
-    let iters = args.iters.unwrap_or(bundle.manifest.iterations);
-    let (pb, mut cb) = progress_callback(ui, iters);
+    let epochs = match (bundle.manifest.batches, args.epochs) {
+        (Some(spec), Some(e)) => Some(Epochs::shuffled(spec.count(), e, args.shuffle_seed)?),
+        (Some(_), None) => {
+            return Err(CliError::Msg(
+                "this upload is in mini-batches: pass --epochs".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(CliError::Msg(
+                "--epochs is for mini-batch uploads (`encrypt --batch-rows`); use --iters".into(),
+            ));
+        }
+        (None, None) => None,
+    };
+    let batches = bundle.manifest.batches.map_or(1, |s| s.count());
+    let iters = match &epochs {
+        Some(e) => e.epochs() * batches,
+        None => args.iters.unwrap_or(bundle.manifest.iterations),
+    };
+    let started = Instant::now();
+    let step_ends = std::cell::RefCell::new(Vec::with_capacity(iters));
+    let (pb, mut bar) = progress_callback(ui, iters);
+    let mut cb = |p: Progress| {
+        if let Progress::Iteration(..) = p {
+            step_ends.borrow_mut().push(started.elapsed().as_secs_f64());
+        }
+        bar(p)
+    };
     let mut stats = None;
     // The model directory is filled while training (snapshots as they come) and renamed
     // into place only when everything is written. A resumable run (checkpoints or
@@ -328,7 +456,7 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
             checkpoint_every: args.checkpoint_every,
             checkpoints: Some(&mut save),
             resume,
-            epochs: None,
+            epochs: epochs.clone(),
         };
         let (model, st) = server::train_run(&bundle, iters, options, &mut cb, &mut sink)?;
         pb.finish_and_clear();
@@ -343,13 +471,27 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         None => write_dir_atomic(&args.out, fill)?,
     }
     let stats = stats.unwrap_or_default();
-    eprintln!(
-        "encrypted model written to {} ({} iterations, {} bootstraps, key switches per iteration {:?})",
-        args.out.display(),
-        iters,
-        stats.bootstraps,
-        stats.key_switches_per_iteration
+    let report = TrainReport::new(
+        &stats,
+        &step_ends.borrow(),
+        batches,
+        started.elapsed().as_secs_f64(),
     );
+    eprintln!(
+        "encrypted model written to {} ({iters} steps, {} bootstraps, {:.1} s, seconds per epoch {:?})",
+        args.out.display(),
+        stats.bootstraps,
+        report.seconds_total,
+        report.seconds_per_epoch
+    );
+    if let Some(path) = &args.report {
+        write_file_atomic(
+            path,
+            serde_json::to_string_pretty(&report)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+    }
     Ok(())
 }
 

@@ -127,3 +127,63 @@ pub struct DataReport {
     /// Backbone.
     pub backbone: String,
 }
+
+/// What `volley train --report` writes: where the time of an encrypted run went.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    /// Steps (iterations; with mini-batches, epochs times batches).
+    pub steps: usize,
+    /// Batches per epoch (1 for a full-batch upload).
+    pub batches_per_epoch: usize,
+    /// Wall-clock seconds of each epoch (with mini-batches; else of the whole run), from the
+    /// end of the previous one: its steps and the refreshes among them.
+    pub seconds_per_epoch: Vec<f64>,
+    /// Seconds of each step's arithmetic (without refreshes).
+    pub seconds_per_step: Vec<f64>,
+    /// Median of `seconds_per_step`.
+    pub seconds_per_step_median: f64,
+    /// Refreshes by bootstrapping.
+    pub bootstraps: usize,
+    /// Seconds in refreshes.
+    pub seconds_bootstrapping: f64,
+    /// Key switches of each step.
+    pub key_switches_per_step: Vec<u64>,
+    /// The whole command (loading the upload, training, writing the model).
+    pub seconds_total: f64,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+}
+
+impl TrainReport {
+    /// The report of a run from its statistics and the wall-clock end of each step.
+    pub fn new(
+        stats: &volley_train::server::TrainStats,
+        step_ends: &[f64],
+        batches_per_epoch: usize,
+        seconds_total: f64,
+    ) -> Self {
+        let per = batches_per_epoch.max(1);
+        let mut seconds_per_epoch = Vec::new();
+        let mut last = 0.0;
+        for chunk in step_ends.chunks(per) {
+            if let Some(&end) = chunk.last() {
+                seconds_per_epoch.push(end - last);
+                last = end;
+            }
+        }
+        let mut sorted = stats.seconds_per_iteration.clone();
+        sorted.sort_by(f64::total_cmp);
+        Self {
+            steps: stats.seconds_per_iteration.len(),
+            batches_per_epoch: per,
+            seconds_per_epoch,
+            seconds_per_step: stats.seconds_per_iteration.clone(),
+            seconds_per_step_median: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+            bootstraps: stats.bootstraps,
+            seconds_bootstrapping: stats.seconds_bootstrapping,
+            key_switches_per_step: stats.key_switches_per_iteration.clone(),
+            seconds_total,
+            peak_rss_bytes: crate::util::peak_rss_bytes(),
+        }
+    }
+}

@@ -1123,3 +1123,135 @@ fn encrypted_inference_through_files() {
     assert!(!dir.join("s2").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads a weights CSV (one class row per line).
+fn read_weights(path: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect()
+}
+
+/// A mini-batch upload (24 rows in batches of 10: three files, the last of 4 rows) trained
+/// for one epoch in a shuffled order equals the plaintext reference of the same batches in
+/// the same order; the options that do not fit are refused with clear errors.
+#[test]
+fn minibatch_upload_trains_like_the_plaintext_reference() {
+    let dir = tmpdir("minibatch");
+    let csv = write_csv(&dir, 24);
+    let keys = dir.join("keys");
+    let bundle = dir.join("bundle");
+    volley_ok(&["keygen", "--keys", p(&keys), "--iters", "4"]);
+    let encrypt = [
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--features",
+        p(&csv),
+        "--batch-rows",
+        "10",
+        "--learning-rate",
+        "0.5",
+        "--out",
+        p(&bundle),
+    ];
+    volley_ok(&encrypt);
+    for i in 0..3 {
+        assert!(bundle.join(format!("batches/batch-{i:06}.cts")).exists());
+    }
+    assert!(!bundle.join("x.cts").exists() && bundle.join("w0.cts").exists());
+    let model = dir.join("model");
+    let report = dir.join("report.json");
+    let train = ["train", "--bundle", p(&bundle), "--out", p(&model)];
+    assert_fails(&volley(&train), "pass --epochs");
+    // Two epochs are 6 steps, more than these leveled keys hold.
+    assert_fails(
+        &volley(&[&train[..], &["--epochs", "2"]].concat()),
+        "levels",
+    );
+    volley_ok(
+        &[
+            &train[..],
+            &[
+                "--epochs",
+                "1",
+                "--shuffle-seed",
+                "9",
+                "--report",
+                p(&report),
+            ],
+        ]
+        .concat(),
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["steps"], 3, "{r}");
+    assert_eq!(r["seconds_per_epoch"].as_array().map(Vec::len), Some(1));
+    let weights = dir.join("weights.csv");
+    volley_ok(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&model),
+        "--out",
+        p(&weights),
+    ]);
+    let plain = dir.join("plain.csv");
+    let reference = [
+        "train",
+        "--plaintext",
+        "--features",
+        p(&csv),
+        "--batch-rows",
+        "10",
+        "--learning-rate",
+        "0.5",
+        "--epochs",
+        "1",
+        "--shuffle-seed",
+        "9",
+        "--out",
+        p(&plain),
+    ];
+    volley_ok(&reference);
+    let (he, pl) = (read_weights(&weights), read_weights(&plain));
+    assert_eq!((he.len(), he[0].len()), (pl.len(), pl[0].len()));
+    let err = he
+        .iter()
+        .flatten()
+        .zip(pl.iter().flatten())
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let scale = pl.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(err < 1e-4 * scale, "max |dW| = {err}, max |W| = {scale}");
+    // Another order is another model (the order is honoured, not ignored): of the 6
+    // orders of 3 batches, seeds 10..14 draw at least one other than seed 9's.
+    let moved = (10..14)
+        .map(|seed| {
+            let seed = seed.to_string();
+            volley_ok(
+                &[
+                    &reference[..10],
+                    &["--shuffle-seed", &seed, "--out", p(&plain)],
+                ]
+                .concat(),
+            );
+            read_weights(&plain)
+                .iter()
+                .flatten()
+                .zip(pl.iter().flatten())
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+        })
+        .fold(0f64, f64::max);
+    assert!(moved > 100.0 * err, "{moved} vs {err}");
+    // Batches larger than the data, and half the mini-batch options, are refused.
+    let b2 = dir.join("b2");
+    let big = [&encrypt[..5], &["--batch-rows", "25", "--out", p(&b2)]].concat();
+    assert_fails(&volley(&big), "larger than the data");
+    assert_fails(
+        &volley(&[&reference[..4], &["--batch-rows", "10", "--out", p(&plain)]].concat()),
+        "both --batch-rows and --epochs",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
