@@ -177,6 +177,21 @@ impl Epochs {
         Ok(())
     }
 
+    /// A 64-bit FNV-1a digest of the order, kept in checkpoints so that a run is resumed
+    /// only with the order it was started with (it guards against a mistake, not an
+    /// adversary: the checkpoint is the server's own file).
+    pub fn digest(&self) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for order in &self.0 {
+            for v in order.iter().map(|&b| b as u64).chain([u64::MAX]) {
+                for byte in v.to_le_bytes() {
+                    h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+        h
+    }
+
     /// Number of epochs.
     pub fn epochs(&self) -> usize {
         self.0.len()
@@ -276,6 +291,14 @@ mod tests {
         assert!(Epochs(vec![vec![0, 1, 3]]).validate(3).is_err());
         assert!(Epochs(vec![]).validate(3).is_err());
         assert!(Epochs::shuffled(0, 1, 0).is_err());
+        assert_ne!(
+            e.digest(),
+            Epochs::shuffled(7, 3, 43).expect("valid").digest()
+        );
+        assert_ne!(
+            Epochs(vec![vec![0, 1], vec![1, 0]]).digest(),
+            Epochs(vec![vec![0, 1, 1, 0]]).digest()
+        );
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct CheckpointHeader {
     pub iterations: usize,
     /// Iterations done.
     pub iteration: usize,
+    /// Mini-batch runs: the digest of the batches' order ([`crate::batches::Epochs::digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u64>,
 }
 
 /// The trainer's state after [`Self::iteration`] iterations.
@@ -52,6 +55,8 @@ pub struct Checkpoint {
     pub v: Vec<Ciphertext>,
     /// V_{t-1}.
     pub v_prev: Vec<Ciphertext>,
+    /// Mini-batch runs: the digest of the order of the batches the run follows.
+    pub order: Option<u64>,
 }
 
 /// A checkpoint being written: references to the trainer's state (no copy of it).
@@ -65,6 +70,8 @@ pub struct CheckpointRef<'a> {
     pub v: &'a [Ciphertext],
     /// V_{t-1}.
     pub v_prev: &'a [Ciphertext],
+    /// Mini-batch runs: the digest of the batches' order.
+    pub order: Option<u64>,
 }
 
 /// Receives checkpoints as the run makes them (see `server::RunOptions`).
@@ -79,6 +86,7 @@ impl CheckpointRef<'_> {
             geometry: manifest.geometry,
             iterations: self.iterations,
             iteration: self.iteration,
+            order: self.order,
         };
         let json = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
         w.write_all(CHECKPOINT_MAGIC)?;
@@ -156,6 +164,7 @@ impl Checkpoint {
             iteration: header.iteration,
             v,
             v_prev,
+            order: header.order,
         })
     }
 
@@ -166,6 +175,7 @@ impl Checkpoint {
             iteration: self.iteration,
             v: &self.v,
             v_prev: &self.v_prev,
+            order: self.order,
         }
     }
 }

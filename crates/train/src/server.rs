@@ -139,6 +139,7 @@ pub fn train_run(
         checkpoint_every,
         checkpoints,
         resume,
+        order: epochs.as_ref().map(Epochs::digest),
         epochs,
     };
     let m = &bundle.manifest;
@@ -236,6 +237,8 @@ struct State<'s, 'a> {
     checkpoints: Option<&'s mut CheckpointSink<'a>>,
     resume: Option<Checkpoint>,
     epochs: Option<Epochs>,
+    /// The digest of `epochs`, written into checkpoints and checked on resumption.
+    order: Option<u64>,
 }
 
 impl State<'_, '_> {
@@ -253,6 +256,7 @@ impl State<'_, '_> {
                 iteration: k,
                 v,
                 v_prev,
+                order: self.order,
             }),
             _ => Ok(()),
         }
@@ -527,6 +531,11 @@ mod diagonal {
         // level the plan reaches: at most where a refresh lands, and above what one more
         // iteration spends or at the level a refresh starts from).
         let (first, mut v, mut v_prev) = match state.resume.take() {
+            Some(c) if c.order != state.order => {
+                return Err(TrainError::Mismatch(
+                    "checkpoint: made for another order of the batches (resume with the same --epochs and --shuffle-seed)".into(),
+                ));
+            }
             Some(c) => {
                 let level = c.v[0].level();
                 if level > plan.start || c.v_prev[0].level() < level {

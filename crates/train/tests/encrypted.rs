@@ -629,6 +629,18 @@ fn minibatches_match_the_reference_of_the_same_batches() {
     .unwrap();
     let cp =
         Checkpoint::from_bytes(&saved.unwrap(), &bundle.manifest, client.params(), steps).unwrap();
+    // Not with another order of the batches.
+    let other_order = RunOptions {
+        resume: Some(cp.clone()),
+        epochs: Some(Epochs::shuffled(spec.count(), 2, 8).unwrap()),
+        ..RunOptions::default()
+    };
+    let e = train_run(&bundle, steps, other_order, &mut |_| {}, &mut |_, _| Ok(()));
+    assert!(
+        e.as_ref().is_err_and(|e| e.to_string().contains("order")),
+        "{:?}",
+        e.map(|_| ())
+    );
     let resumed = RunOptions {
         resume: Some(cp),
         ..options()

@@ -46,6 +46,7 @@ pub fn manifest() -> &'static Manifest {
             bootstrapping: false,
             ciphertexts: expected_counts(Schedule::Diagonal, &g),
             bytes: Default::default(),
+            batches: None,
         }
     })
 }
