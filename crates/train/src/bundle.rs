@@ -115,11 +115,12 @@ impl Manifest {
 
     /// Total ciphertexts.
     pub fn ciphertext_count(&self) -> usize {
-        let batches = self.batches.map_or(0, |s| s.count());
-        self.ciphertexts.values().sum::<usize>()
-            + (0..batches)
-                .map(|i| self.batch_ciphertexts(i))
-                .sum::<usize>()
+        // All batches but the last are full.
+        let batches = self.batches.map_or(0, |s| {
+            let last = s.count().saturating_sub(1);
+            last * self.batch_ciphertexts(0) + self.batch_ciphertexts(last)
+        });
+        self.ciphertexts.values().sum::<usize>() + batches
     }
 
     /// Total bytes (ciphertexts and keys).
