@@ -33,13 +33,14 @@ pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
     Ok(FeatureTable::read(path)?)
 }
 
-pub(crate) fn rows_or_all(
-    table: &FeatureTable,
+pub(crate) fn rows_or_all<'t>(
+    table: &'t FeatureTable,
     spec: Option<&str>,
-) -> Result<FeatureTable, CliError> {
+) -> Result<std::borrow::Cow<'t, FeatureTable>, CliError> {
+    // The whole table is borrowed, not copied (60,000 rows of 784 features are 376 MB).
     match spec {
-        Some(s) => Ok(table.select(&parse_range(s)?)?),
-        None => Ok(table.clone()),
+        Some(s) => Ok(std::borrow::Cow::Owned(table.select(&parse_range(s)?)?)),
+        None => Ok(std::borrow::Cow::Borrowed(table)),
     }
 }
 
@@ -169,10 +170,10 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
     let all = load_features(&args.data.features)?;
     let c = classes(&all, args.data.classes);
     let train = rows_or_all(&all, args.data.train_rows.as_deref())?;
-    let (design, g) = design_for(&kd.client, kd.schedule, &train, c)?;
     if let Some(rows) = args.batch_rows {
-        return encrypt_batches(args, &kd, &design, rows, ui);
+        return encrypt_batches(args, &kd, &train, c, rows, ui);
     }
+    let (design, g) = design_for(&kd.client, kd.schedule, &train, c)?;
     let sp = ui.spinner("evaluation keys");
     let keys = kd.client.server_keys(kd.schedule, &g)?;
     sp.set_message("encrypting");
@@ -203,7 +204,8 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
 fn encrypt_batches(
     args: &EncryptArgs,
     kd: &KeyDir,
-    design: &Design,
+    table: &FeatureTable,
+    classes: usize,
     batch_rows: usize,
     ui: Ui,
 ) -> Result<(), CliError> {
@@ -212,26 +214,33 @@ fn encrypt_batches(
             "mini-batches need keys for the diagonal schedule".into(),
         ));
     }
-    let spec = BatchSpec::new(design.n, batch_rows, args.learning_rate)?;
+    let spec = BatchSpec::new(table.rows(), batch_rows, args.learning_rate)?;
     let g = Geometry::new(
         kd.schedule,
         batch_rows,
-        design.c,
-        design.d,
+        classes,
+        table.cols + 1,
         kd.client.params().max_slots(),
     )?;
     let sp = ui.spinner("evaluation keys");
     let keys = kd.client.server_keys(kd.schedule, &g)?;
     sp.finish_and_clear();
     let pb = ui.bar(spec.count() as u64, "encrypting batches");
-    let w0 = Weights::constant(design.c, design.d, g.d_hat, args.init);
+    let w0 = Weights::constant(classes, g.d, g.d_hat, args.init);
     let manifest = save_batched_bundle(&args.out, |sink| {
-        kd.client
-            .encrypt_batches(design, spec, kd.iterations, &w0, keys, &mut |i, cts| {
+        kd.client.encrypt_batches(
+            table,
+            classes,
+            spec,
+            kd.iterations,
+            &w0,
+            keys,
+            &mut |i, cts| {
                 sink(i, cts)?;
                 pb.inc(1);
                 Ok(())
-            })
+            },
+        )
     })?;
     pb.finish_and_clear();
     write_file_atomic(

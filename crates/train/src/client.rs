@@ -233,15 +233,17 @@ impl Client {
         Ok(self.bundle(schedule, g, iterations, keys, groups, None, 0))
     }
 
-    /// The mini-batch upload (see [`crate::batches`]) of `design`, the whole training set,
-    /// split by `spec`: batch `i`'s ciphertexts (per row ciphertext: X, X diag(b_B) with
-    /// b_B = lambda (n / |B|) b from the whole set, Y) go to `sink(i, cts)` as each batch is
-    /// made, so that any number of rows is encrypted in memory for one batch. Returns the
-    /// bundle of the keys and the initial weights, without batches (the caller knows where
-    /// it put them).
+    /// The mini-batch upload (see [`crate::batches`]) of `table`, the whole training set
+    /// (`classes` classes), split by `spec`: batch `i`'s ciphertexts (per row ciphertext: X,
+    /// X diag(b_B) with b_B = lambda (n / |B|) b from the whole set, Y) go to `sink(i, cts)`
+    /// as each batch is made, so that beyond the table only one batch is in memory. Returns
+    /// the bundle of the keys and the initial weights, without batches (the caller knows
+    /// where it put them).
+    #[allow(clippy::too_many_arguments)]
     pub fn encrypt_batches(
         &self,
-        design: &Design,
+        table: &FeatureTable,
+        classes: usize,
         spec: BatchSpec,
         iterations: usize,
         w0: &Weights,
@@ -249,25 +251,28 @@ impl Client {
         sink: &mut dyn FnMut(usize, Vec<Ciphertext>) -> Result<()>,
     ) -> Result<UploadBundle> {
         spec.validate()?;
-        if spec.rows != design.n {
+        if spec.rows != table.rows() {
             return Err(TrainError::Mismatch(format!(
-                "batches of {} rows in all, the design has {}",
-                spec.rows, design.n
+                "batches of {} rows in all, the table has {}",
+                spec.rows,
+                table.rows()
             )));
         }
         let schedule = Schedule::Diagonal;
         let g = Geometry::new(
             schedule,
             spec.batch_rows,
-            design.c,
-            design.d,
+            classes,
+            table.cols + 1,
             self.params.max_slots(),
         )?;
         let plan = LevelPlan::new(schedule, &self.params, &g, self.bootstrapping, iterations)?;
         let enc = Encoder::new(self.params.clone());
+        let b = Design::preconditioner(table, classes, g.d_hat)?;
         let mut bytes = 0u64;
         for i in 0..spec.count() {
-            let part = design.batch(spec.range(i), spec.scale(i));
+            let scaled = b.iter().map(|v| v * spec.scale(i)).collect();
+            let part = Design::rows_of(table, classes, g.d_hat, spec.range(i), scaled)?;
             let gb = Geometry::new(schedule, part.n, g.c, g.d, g.slots)?;
             let per_row: Vec<Vec<Ciphertext>> = (0..gb.row_cts)
                 .into_par_iter()

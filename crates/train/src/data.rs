@@ -334,21 +334,18 @@ impl Design {
     /// Builds X with bias and padding to `d_hat` (>= d, a power of two), Y's labels, and
     /// b_j = 1 / (eps + 1/4 sum_i |x_ij| sum_k |x_ik|) (Chiang's quadratic-gradient bound).
     pub fn new(table: &FeatureTable, classes: usize, d_hat: usize) -> Result<Self> {
-        let n = table.rows();
+        let b = Self::preconditioner(table, classes, d_hat)?;
+        Self::rows_of(table, classes, d_hat, 0..table.rows(), b)
+    }
+
+    /// The preconditioner b of all rows of `table` (see [`Self::new`]), one pass over the
+    /// rows without building X: a mini-batch upload of any size is made from it and one
+    /// batch's [`Self::rows_of`] at a time.
+    pub fn preconditioner(table: &FeatureTable, classes: usize, d_hat: usize) -> Result<Vec<f64>> {
         let d = table.cols + 1;
         if classes < 2 {
             return Err(TrainError::Data(format!(
                 "need at least 2 classes, the data has {classes}"
-            )));
-        }
-        if let Some((i, &l)) = table
-            .labels
-            .iter()
-            .enumerate()
-            .find(|&(_, &l)| l >= classes)
-        {
-            return Err(TrainError::Data(format!(
-                "row {i}: label {l} is out of range for {classes} classes"
             )));
         }
         if d > d_hat || !d_hat.is_power_of_two() {
@@ -356,30 +353,67 @@ impl Design {
                 "{d} columns (features + bias) do not fit the padded width {d_hat}"
             )));
         }
-        let mut x = vec![0f64; n * d_hat];
-        for i in 0..n {
-            x[i * d_hat] = 1.0;
-            x[i * d_hat + 1..i * d_hat + d].copy_from_slice(table.row(i));
+        let mut s = vec![0f64; d];
+        for i in 0..table.rows() {
+            let row = table.row(i);
+            // sum_k |x_ik| with the bias first, in the order of the padded row.
+            let row_abs = row.iter().fold(1.0, |a, v| a + v.abs());
+            s[0] += row_abs;
+            for (sj, v) in s[1..].iter_mut().zip(row) {
+                *sj += v.abs() * row_abs;
+            }
         }
-        let row_abs: Vec<f64> = (0..n)
-            .map(|i| x[i * d_hat..(i + 1) * d_hat].iter().map(|v| v.abs()).sum())
-            .collect();
-        let b = (0..d_hat)
-            .map(|j| {
-                if j >= d {
-                    return 0.0;
-                }
-                let s: f64 = (0..n).map(|i| x[i * d_hat + j].abs() * row_abs[i]).sum();
-                1.0 / (QG_EPSILON + 0.25 * s)
+        Ok((0..d_hat)
+            .map(|j| match s.get(j) {
+                Some(&sj) => 1.0 / (QG_EPSILON + 0.25 * sj),
+                None => 0.0,
             })
-            .collect();
+            .collect())
+    }
+
+    /// The design of `rows` of `table` with the preconditioner `b` (of `d_hat` values: the
+    /// whole set's, scaled for a mini-batch; see [`crate::batches`]).
+    pub fn rows_of(
+        table: &FeatureTable,
+        classes: usize,
+        d_hat: usize,
+        rows: std::ops::Range<usize>,
+        b: Vec<f64>,
+    ) -> Result<Self> {
+        let d = table.cols + 1;
+        if rows.end > table.rows() || rows.start > rows.end {
+            return Err(TrainError::Data(format!(
+                "rows {}..{} of a table of {}",
+                rows.start,
+                rows.end,
+                table.rows()
+            )));
+        }
+        if d > d_hat || !d_hat.is_power_of_two() || b.len() != d_hat {
+            return Err(TrainError::Capacity(format!(
+                "{d} columns (features + bias) do not fit the padded width {d_hat}"
+            )));
+        }
+        let labels = table.labels[rows.clone()].to_vec();
+        if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
+            return Err(TrainError::Data(format!(
+                "row {}: label {l} is out of range for {classes} classes",
+                rows.start + i
+            )));
+        }
+        let n = rows.len();
+        let mut x = vec![0f64; n * d_hat];
+        for (local, i) in rows.enumerate() {
+            x[local * d_hat] = 1.0;
+            x[local * d_hat + 1..local * d_hat + d].copy_from_slice(table.row(i));
+        }
         Ok(Self {
             n,
             d,
             d_hat,
             c: classes,
             x,
-            labels: table.labels.clone(),
+            labels,
             b,
         })
     }
@@ -393,26 +427,30 @@ impl Design {
     pub fn y(&self, i: usize, k: usize) -> f64 {
         f64::from(self.labels[i] == k)
     }
-
-    /// The design of a mini-batch: `rows` of this design with its preconditioner (the whole
-    /// training set's) times `b_scale` (see [`crate::batches`]).
-    pub fn batch(&self, rows: std::ops::Range<usize>, b_scale: f64) -> Self {
-        let rows = rows.start.min(self.n)..rows.end.min(self.n);
-        Self {
-            n: rows.len(),
-            d: self.d,
-            d_hat: self.d_hat,
-            c: self.c,
-            x: self.x[rows.start * self.d_hat..rows.end * self.d_hat].to_vec(),
-            labels: self.labels[rows].to_vec(),
-            b: self.b.iter().map(|b| b * b_scale).collect(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch's design is the whole design's rows with the whole set's preconditioner.
+    #[test]
+    fn batch_designs_are_rows_of_the_whole_design() {
+        let t = FeatureTable::parse_csv("0,1,-2\n1,3,4\n2,-5,6\n1,0.5,0\n", "t").expect("valid");
+        let whole = Design::new(&t, 3, 4).expect("fits");
+        let b = Design::preconditioner(&t, 3, 4).expect("fits");
+        assert_eq!(b, whole.b);
+        assert!(b[0] > 0.0 && b[3] == 0.0, "padding columns have no step");
+        let part = Design::rows_of(&t, 3, 4, 1..3, b.clone()).expect("fits");
+        assert_eq!((part.n, part.labels.as_slice()), (2, &[1, 2][..]));
+        assert_eq!(part.row(0), whole.row(1));
+        assert_eq!(part.row(1), whole.row(2));
+        assert!(Design::rows_of(&t, 3, 4, 2..5, b.clone()).is_err());
+        assert!(
+            Design::rows_of(&t, 2, 4, 1..3, b).is_err(),
+            "label 2 of 2 classes"
+        );
+    }
 
     #[test]
     fn csv_accepts_paper_format_and_rejects_bad_rows() {

@@ -539,7 +539,7 @@ fn minibatches_match_the_reference_of_the_same_batches() {
     let keys = client.server_keys(Schedule::Diagonal, &g).unwrap();
     let mut batches = Vec::new();
     let mut bundle = client
-        .encrypt_batches(&design, spec, steps, &w0, keys, &mut |i, cts| {
+        .encrypt_batches(&table, c, spec, steps, &w0, keys, &mut |i, cts| {
             assert_eq!(i, batches.len());
             batches.push(cts);
             Ok(())
