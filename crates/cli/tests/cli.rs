@@ -820,6 +820,29 @@ fn demo_with_bootstrapping_on_the_real_preset() {
 /// `volley train --checkpoint-every 1` killed with SIGKILL after its first checkpoint leaves
 /// no model; a plain rerun refuses to discard the interrupted run; `--resume` finishes it
 /// with the very model (same bytes) of an uninterrupted run.
+/// Runs `volley train` (with checkpoints into `partial`) and SIGKILLs it as soon as its first
+/// checkpoint exists (bounded wait: at most 10 minutes).
+fn kill_after_first_checkpoint(train: &[&str], partial: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["--quiet"])
+        .args(train)
+        .spawn()
+        .expect("spawn volley train");
+    let checkpoint = partial.join("checkpoint.bin");
+    let mut waited = 0;
+    while !checkpoint.exists() && waited < 30_000 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint was seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        waited += 1;
+    }
+    assert!(checkpoint.exists(), "no checkpoint after 10 minutes");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn killed_training_resumes_to_the_same_model() {
     let dir = tmpdir("resume");
@@ -837,25 +860,8 @@ fn killed_training_resumes_to_the_same_model() {
         "--checkpoint-every",
         "1",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args(["--quiet"])
-        .args(train)
-        .spawn()
-        .expect("spawn volley train");
-    // Bounded wait (at most 10 minutes) for the first checkpoint, then SIGKILL.
+    kill_after_first_checkpoint(&train, &partial);
     let checkpoint = partial.join("checkpoint.bin");
-    let mut waited = 0;
-    while !checkpoint.exists() && waited < 30_000 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before its first checkpoint was seen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        waited += 1;
-    }
-    assert!(checkpoint.exists(), "no checkpoint after 10 minutes");
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert!(!model.exists(), "killed: no model");
     // Without --resume the interrupted run is not thrown away.
     assert_fails(&volley(&train), "pass --resume");
@@ -1225,6 +1231,30 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
         .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     let scale = pl.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
     assert!(err < 1e-4 * scale, "max |dW| = {err}, max |W| = {scale}");
+    // SIGKILLed after its first checkpoint (step 1 of the epoch's 3), resumed: the same
+    // model bytes as the uninterrupted run.
+    let killed = dir.join("killed");
+    let resumable = [
+        &train[..],
+        &[
+            "--epochs",
+            "1",
+            "--shuffle-seed",
+            "9",
+            "--checkpoint-every",
+            "1",
+        ],
+    ]
+    .concat();
+    let resumable = [&resumable[..3], &["--out", p(&killed)], &resumable[5..]].concat();
+    kill_after_first_checkpoint(&resumable, &dir.join(".killed.partial"));
+    assert!(!killed.exists(), "killed: no model");
+    volley_ok(&[&resumable[..], &["--resume"]].concat());
+    assert!(
+        std::fs::read(killed.join("weights.cts")).unwrap()
+            == std::fs::read(model.join("weights.cts")).unwrap(),
+        "the resumed mini-batch model differs from the uninterrupted one"
+    );
     // Another order is another model (the order is honoured, not ignored): of the 6
     // orders of 3 batches, seeds 10..14 draw at least one other than seed 9's.
     let moved = (10..14)
