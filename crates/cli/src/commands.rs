@@ -410,8 +410,10 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
     let step_ends = std::cell::RefCell::new(Vec::with_capacity(iters));
     let (pb, mut bar) = progress_callback(ui, iters);
     let mut cb = |p: Progress| {
-        if let Progress::Iteration(..) = p {
-            step_ends.borrow_mut().push(started.elapsed().as_secs_f64());
+        if let Progress::Iteration(step, _) = p {
+            step_ends
+                .borrow_mut()
+                .push((step, started.elapsed().as_secs_f64()));
         }
         bar(p)
     };

@@ -131,12 +131,14 @@ pub struct DataReport {
 /// What `volley train --report` writes: where the time of an encrypted run went.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
-    /// Steps (iterations; with mini-batches, epochs times batches).
+    /// Steps this process ran (iterations; with mini-batches, epochs times batches, less
+    /// those before a checkpoint it resumed from).
     pub steps: usize,
     /// Batches per epoch (1 for a full-batch upload).
     pub batches_per_epoch: usize,
-    /// Wall-clock seconds of each epoch (with mini-batches; else of the whole run), from the
-    /// end of the previous one: its steps and the refreshes among them.
+    /// Wall-clock seconds of each epoch this process ran (with mini-batches; else of the
+    /// whole run), from the end of the previous one: its steps and the refreshes among
+    /// them. A resumed run's first entry is the rest of the epoch it resumed in.
     pub seconds_per_epoch: Vec<f64>,
     /// Seconds of each step's arithmetic (without refreshes).
     pub seconds_per_step: Vec<f64>,
@@ -155,21 +157,29 @@ pub struct TrainReport {
 }
 
 impl TrainReport {
-    /// The report of a run from its statistics and the wall-clock end of each step.
+    /// The report of a run from its statistics and the wall-clock end of each step this
+    /// process ran, with the step's number in the whole run (1-based: epochs are counted
+    /// from it, so a resumed run's epochs keep their boundaries).
     pub fn new(
         stats: &volley_train::server::TrainStats,
-        step_ends: &[f64],
+        step_ends: &[(usize, f64)],
         batches_per_epoch: usize,
         seconds_total: f64,
     ) -> Self {
         let per = batches_per_epoch.max(1);
         let mut seconds_per_epoch = Vec::new();
-        let mut last = 0.0;
-        for chunk in step_ends.chunks(per) {
-            if let Some(&end) = chunk.last() {
+        let (mut last, mut epoch) = (0.0, None);
+        for &(step, end) in step_ends {
+            let this = step.saturating_sub(1) / per;
+            if epoch == Some(this) {
+                if let Some(s) = seconds_per_epoch.last_mut() {
+                    *s += end - last;
+                }
+            } else {
                 seconds_per_epoch.push(end - last);
-                last = end;
+                epoch = Some(this);
             }
+            last = end;
         }
         let mut sorted = stats.seconds_per_iteration.clone();
         sorted.sort_by(f64::total_cmp);
@@ -185,5 +195,25 @@ impl TrainReport {
             seconds_total,
             peak_rss_bytes: crate::util::peak_rss_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Epochs are counted from the steps' numbers in the whole run: a run resumed after step
+    /// 3 of 3 x 2 reports the rest of epoch 2 (step 4) and epoch 3 (steps 5 and 6).
+    #[test]
+    fn epochs_keep_their_boundaries_after_a_resume() {
+        let stats = volley_train::server::TrainStats::default();
+        let r = TrainReport::new(&stats, &[(4, 1.0), (5, 3.0), (6, 6.0)], 2, 7.0);
+        assert_eq!(r.seconds_per_epoch, [1.0, 5.0]);
+        let whole = TrainReport::new(&stats, &[(1, 1.0), (2, 2.5), (3, 4.0)], 2, 5.0);
+        assert_eq!(whole.seconds_per_epoch, [2.5, 1.5]);
+        assert_eq!(
+            TrainReport::new(&stats, &[], 2, 0.0).seconds_per_epoch,
+            [0.0; 0]
+        );
     }
 }
