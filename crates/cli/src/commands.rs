@@ -7,11 +7,10 @@ use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::dirs::{
-    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, UPLOAD_RECORD, cts_from_bytes, list_snapshots,
-    load_bundle, load_keys, load_manifest, load_upload_record, load_weights, partial_dir, read,
-    save_batched_bundle, save_bundle, save_keys, save_weights, snapshot_file,
-    write_atomic_streamed, write_dir_atomic, write_dir_resumable, write_file_atomic,
-    write_model_files,
+    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, cts_from_bytes, list_snapshots, load_bundle, load_keys,
+    load_manifest, load_upload_record, load_weights, partial_dir, read, save_batched_bundle,
+    save_bundle, save_keys, save_upload_record, save_weights, snapshot_file, write_atomic_streamed,
+    write_dir_atomic, write_dir_resumable, write_file_atomic, write_model_files,
 };
 
 use crate::report::TrainReport;
@@ -184,12 +183,7 @@ pub fn encrypt(args: &EncryptArgs, ui: Ui) -> Result<(), CliError> {
     sp.set_message("writing");
     save_bundle(&args.out, &bundle)?;
     // The key directory records what was uploaded: `decrypt` refuses models of other shapes.
-    write_file_atomic(
-        &args.keys.join(UPLOAD_RECORD),
-        serde_json::to_string_pretty(&bundle.manifest)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    save_upload_record(&args.keys, &bundle.manifest)?;
     sp.finish_and_clear();
     eprintln!(
         "upload bundle: {} ciphertexts, {:.1} MiB, in {}",
@@ -243,12 +237,7 @@ fn encrypt_batches(
         )
     })?;
     pb.finish_and_clear();
-    write_file_atomic(
-        &args.keys.join(UPLOAD_RECORD),
-        serde_json::to_string_pretty(&manifest)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    save_upload_record(&args.keys, &manifest)?;
     eprintln!(
         "upload bundle: {} rows in {} batches of {batch_rows}, {} ciphertexts, {:.1} MiB, in {}",
         spec.rows,

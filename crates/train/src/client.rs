@@ -213,7 +213,7 @@ impl Client {
         match schedule {
             Schedule::Diagonal => {
                 groups.insert("xb".into(), rows("xb", &|m| g.pack_xb(design, m))?);
-                groups.insert("w0".into(), self.encrypt_diagonals(&g, &plan, w0)?);
+                groups.insert("w0".into(), self.encrypt_diagonals(&enc, &g, &plan, w0)?);
             }
             Schedule::Paper => {
                 let b_rows = Weights {
@@ -230,7 +230,7 @@ impl Client {
                 groups.insert("w0".into(), vec![w]);
             }
         }
-        Ok(self.bundle(schedule, g, iterations, keys, groups, None, 0))
+        Ok(self.bundle(schedule, g, iterations, keys, groups, None))
     }
 
     /// The mini-batch upload (see [`crate::batches`]) of `table`, the whole training set
@@ -292,8 +292,8 @@ impl Client {
             sink(i, cts)?;
         }
         let mut groups = BTreeMap::new();
-        groups.insert("w0".into(), self.encrypt_diagonals(&g, &plan, w0)?);
-        Ok(self.bundle(schedule, g, iterations, keys, groups, Some(spec), bytes))
+        groups.insert("w0".into(), self.encrypt_diagonals(&enc, &g, &plan, w0)?);
+        Ok(self.bundle(schedule, g, iterations, keys, groups, Some((spec, bytes))))
     }
 
     /// Encrypts a slot vector at `level` (secret-key encryption).
@@ -310,18 +310,18 @@ impl Client {
     /// The initial weights as the diagonal schedule's n_o diagonals.
     fn encrypt_diagonals(
         &self,
+        enc: &Encoder,
         g: &Geometry,
         plan: &LevelPlan,
         w0: &Weights,
     ) -> Result<Vec<Ciphertext>> {
-        let enc = Encoder::new(self.params.clone());
         (0..g.diagonals)
-            .map(|t| self.encrypt_slots(&enc, g.pack_diagonal(w0, t), plan.group_level("w0")))
+            .map(|t| self.encrypt_slots(enc, g.pack_diagonal(w0, t), plan.group_level("w0")))
             .collect()
     }
 
-    /// The bundle of `groups` with its manifest (`batch_bytes`: the batch files' size).
-    #[allow(clippy::too_many_arguments)]
+    /// The bundle of `groups` with its manifest (`batches`: a mini-batch upload's split and
+    /// the size of its batch files).
     fn bundle(
         &self,
         schedule: Schedule,
@@ -329,8 +329,7 @@ impl Client {
         iterations: usize,
         keys: ServerKeys,
         groups: BTreeMap<String, Vec<Ciphertext>>,
-        batches: Option<BatchSpec>,
-        batch_bytes: u64,
+        batches: Option<(BatchSpec, u64)>,
     ) -> UploadBundle {
         let mut bytes: BTreeMap<String, u64> = groups
             .iter()
@@ -341,7 +340,7 @@ impl Client {
                 )
             })
             .collect();
-        if batches.is_some() {
+        if let Some((_, batch_bytes)) = batches {
             bytes.insert("batches".into(), batch_bytes);
         }
         bytes.insert("keys".into(), keys.evaluation.serialized_size() as u64);
@@ -360,7 +359,7 @@ impl Client {
             bootstrapping: self.bootstrapping,
             ciphertexts: groups.iter().map(|(k, v)| (k.clone(), v.len())).collect(),
             bytes,
-            batches,
+            batches: batches.map(|(spec, _)| spec),
         };
         UploadBundle {
             manifest,

@@ -512,6 +512,17 @@ pub fn list_snapshots(model: &Path) -> Result<Vec<(usize, PathBuf)>> {
     Ok(out)
 }
 
+/// Records in the key directory what this client uploaded (read back by
+/// [`load_upload_record`]: models and scores are checked against it).
+pub fn save_upload_record(keys_dir: &Path, manifest: &Manifest) -> Result<()> {
+    write_file_atomic(
+        &keys_dir.join(UPLOAD_RECORD),
+        serde_json::to_string_pretty(manifest)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
 /// The key directory's record of what this client uploaded (written by `volley encrypt`).
 pub fn load_upload_record(keys_dir: &Path) -> Result<Manifest> {
     let record = keys_dir.join(UPLOAD_RECORD);
