@@ -7,10 +7,9 @@ use crate::util::{CliError, Ui, peak_rss_bytes};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use volley_train::dirs::{
-    CHECKPOINT_FILE, KeyDir, SNAPSHOT_DIR, cts_from_bytes, list_snapshots, load_bundle, load_keys,
-    load_manifest, load_upload_record, load_weights, partial_dir, read, save_batched_bundle,
-    save_bundle, save_keys, save_upload_record, save_weights, snapshot_file, write_atomic_streamed,
-    write_dir_atomic, write_dir_resumable, write_file_atomic, write_model_files,
+    KeyDir, cts_from_bytes, list_snapshots, load_keys, load_manifest, load_upload_record,
+    load_weights, partial_dir, read, save_batched_bundle, save_bundle, save_keys,
+    save_upload_record, save_weights, write_file_atomic,
 };
 
 use crate::report::TrainReport;
@@ -20,12 +19,11 @@ use volley_train::algorithm::{
 };
 use volley_train::batches::{BatchSpec, DEFAULT_LEARNING_RATE, Epochs};
 use volley_train::bundle::{EncryptedModel, Manifest};
-use volley_train::checkpoint::{Checkpoint, CheckpointRef};
 use volley_train::client::Client;
-use volley_train::container::write_ciphertexts;
 use volley_train::data::{Design, FeatureTable, parse_range};
+use volley_train::job::{self, TrainSpec};
 use volley_train::layout::{Geometry, Schedule};
-use volley_train::server::{self, Progress, RunOptions, TrainStats};
+use volley_train::server::{self, Progress, TrainStats};
 
 /// Reads a feature file of either format (`FeatureTable::read`: the one reader).
 pub fn load_features(path: &Path) -> Result<FeatureTable, CliError> {
@@ -317,6 +315,7 @@ fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, imp
     let cb = move |p: Progress| match p {
         Progress::Precompute(done, total) => pb2.set_message(format!("rotating X {done}/{total}")),
         Progress::BootstrapSetup => pb2.set_message("encoding the bootstrapping matrices"),
+        Progress::Resumed(..) => {}
         Progress::Iteration(done, _) => {
             pb2.set_message("training");
             pb2.set_position(done as u64);
@@ -375,102 +374,48 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         .bundle
         .as_ref()
         .ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
-    let bundle = load_bundle(dir)?;
-    let epochs = match (bundle.manifest.batches, args.epochs) {
-        (Some(spec), Some(e)) => Some(Epochs::shuffled(spec.count(), e, args.shuffle_seed)?),
-        (Some(_), None) => {
-            return Err(CliError::Msg(
-                "this upload is in mini-batches: pass --epochs".into(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(CliError::Msg(
-                "--epochs is for mini-batch uploads (`encrypt --batch-rows`); use --iters".into(),
-            ));
-        }
-        (None, None) => None,
-    };
-    let batches = bundle.manifest.batches.map_or(1, |s| s.count());
-    let iters = match &epochs {
-        Some(e) => e.epochs() * batches,
-        None => args.iters.unwrap_or(bundle.manifest.iterations),
+    let spec = TrainSpec {
+        iters: args.iters,
+        epochs: args.epochs,
+        shuffle_seed: args.shuffle_seed,
+        snapshot_every: args.snapshot_every,
+        checkpoint_every: args.checkpoint_every,
     };
     let started = Instant::now();
-    let step_ends = std::cell::RefCell::new(Vec::with_capacity(iters));
-    let (pb, mut bar) = progress_callback(ui, iters);
+    let step_ends = std::cell::RefCell::new(Vec::new());
+    // The bar's length is known once the job has read the manifest; it starts unsized.
+    let (pb, mut bar) = progress_callback(ui, 0);
     let mut cb = |p: Progress| {
-        if let Progress::Iteration(step, _) = p {
-            step_ends
-                .borrow_mut()
-                .push((step, started.elapsed().as_secs_f64()));
+        match p {
+            Progress::Iteration(step, total) => {
+                pb.set_length(total as u64);
+                step_ends
+                    .borrow_mut()
+                    .push((step, started.elapsed().as_secs_f64()));
+            }
+            Progress::Resumed(done, total) => {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+                pb.suspend(|| {
+                    eprintln!(
+                        "resuming from the checkpoint in {} ({done} of {total} iterations done)",
+                        partial_dir(&args.out)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                });
+            }
+            _ => {}
         }
         bar(p)
     };
-    let mut stats = None;
-    // The model directory is filled while training (snapshots as they come) and renamed
-    // into place only when everything is written. A resumable run (checkpoints or
-    // --resume) works in `.OUT.partial/`, which survives the process and is kept on error.
-    let resumable = args.checkpoint_every.is_some() || args.resume;
-    let work = resumable.then(|| partial_dir(&args.out)).transpose()?;
-    if let Some(w) = &work {
-        if w.exists() && !args.resume {
-            return Err(CliError::Msg(format!(
-                "{} holds an interrupted run: pass --resume to continue it, or delete it",
-                w.display()
-            )));
-        }
-    }
-    let fill = |tmp: &Path| -> Result<(), CliError> {
-        let snaps = tmp.join(SNAPSHOT_DIR);
-        if args.snapshot_every.is_some() {
-            std::fs::create_dir_all(&snaps).map_err(|e| CliError::io(&snaps, e))?;
-        }
-        let checkpoint_path = tmp.join(CHECKPOINT_FILE);
-        let resume = if args.resume && checkpoint_path.exists() {
-            let c = Checkpoint::from_bytes(
-                &read(&checkpoint_path)?,
-                &bundle.manifest,
-                &bundle.params,
-                iters,
-            )
-            .map_err(|e| CliError::Msg(format!("{}: {e}", checkpoint_path.display())))?;
-            eprintln!(
-                "resuming from {} ({} of {iters} iterations done)",
-                checkpoint_path.display(),
-                c.iteration
-            );
-            Some(c)
-        } else {
-            None
-        };
-        let mut sink = |k: usize, w: Vec<volley_ckks::Ciphertext>| -> volley_train::Result<()> {
-            let path = snaps.join(snapshot_file(k));
-            write_atomic_streamed(&path, |f| write_ciphertexts(f, &w))
-        };
-        let manifest = &bundle.manifest;
-        let mut save = |c: CheckpointRef<'_>| -> volley_train::Result<()> {
-            write_atomic_streamed(&checkpoint_path, |f| c.write_to(manifest, f))
-        };
-        let options = RunOptions {
-            snapshot_every: args.snapshot_every,
-            checkpoint_every: args.checkpoint_every,
-            checkpoints: Some(&mut save),
-            resume,
-            epochs: epochs.clone(),
-        };
-        let (model, st) = server::train_run(&bundle, iters, options, &mut cb, &mut sink)?;
-        pb.finish_and_clear();
-        stats = Some(st);
-        write_model_files(tmp, &model, &bundle.params)?;
-        // The finished model needs no checkpoint.
-        let _ = std::fs::remove_file(&checkpoint_path);
-        Ok(())
+    let control = job::Control {
+        resume: args.resume,
+        cancel: None,
     };
-    match &work {
-        Some(w) => write_dir_resumable(&args.out, w, fill)?,
-        None => write_dir_atomic(&args.out, fill)?,
-    }
-    let stats = stats.unwrap_or_default();
+    let outcome = job::run(dir, &args.out, &spec, control, &mut cb)?;
+    pb.finish_and_clear();
+    let (stats, iters, batches) = (outcome.stats, outcome.iterations, outcome.batches);
     let report = TrainReport::new(
         &stats,
         &step_ends.borrow(),

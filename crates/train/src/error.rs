@@ -24,6 +24,9 @@ pub enum TrainError {
     /// From the CKKS engine.
     #[error(transparent)]
     Ckks(#[from] volley_ckks::Error),
+    /// The caller asked the run to stop (a cancelled job); nothing was written after it.
+    #[error("cancelled")]
+    Cancelled,
     /// File access.
     #[error("{path}: {source}")]
     Io {

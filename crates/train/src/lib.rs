@@ -14,6 +14,8 @@
 //! - [`checkpoint`]: the server's state mid-run, to resume a killed run exactly;
 //! - [`client`] (feature `client`): keys, encryption, decryption;
 //! - [`server`]: training on ciphertexts with public keys only;
+//! - [`job`]: a training job on an upload directory, start to finish (the command line's
+//!   and the network service's);
 //! - [`inference`]: encrypted inference (the client's encrypted rows scored with the
 //!   encrypted model).
 #![deny(missing_docs)]
@@ -29,6 +31,7 @@ pub mod data;
 pub mod dirs;
 pub mod error;
 pub mod inference;
+pub mod job;
 pub mod layout;
 pub mod refresh;
 pub mod server;

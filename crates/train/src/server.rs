@@ -21,6 +21,8 @@ pub enum Progress {
     Iteration(usize, usize),
     /// Building the bootstrapper (encoding its matrices).
     BootstrapSetup,
+    /// The run continues from a checkpoint after iteration k of total.
+    Resumed(usize, usize),
 }
 
 /// What the server measured.
@@ -101,6 +103,9 @@ pub struct RunOptions<'a> {
     /// Mini-batch uploads: the order of the batches in each epoch (the client's choice);
     /// the run's iterations are then its steps, epochs times batches.
     pub epochs: Option<Epochs>,
+    /// Checked after every iteration: once set, the run stops with
+    /// [`TrainError::Cancelled`] (its last checkpoint stays valid for a later resumption).
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// [`train_with_snapshots`] with checkpoints and resumption: a run continued from a
@@ -119,6 +124,7 @@ pub fn train_run(
         checkpoints,
         resume,
         epochs,
+        cancel,
     } = options;
     if every == Some(0) {
         return Err(TrainError::Data(
@@ -134,6 +140,7 @@ pub fn train_run(
         every,
         iterations,
         sink,
+        cancel,
     };
     let mut state = State {
         checkpoint_every,
@@ -207,14 +214,23 @@ pub fn train_run(
     ))
 }
 
-/// Where snapshots go and when.
+/// Where the run's outputs go and when (snapshots), and the caller's stop signal.
 struct Snapshots<'s, 'a> {
     every: Option<usize>,
     iterations: usize,
     sink: &'s mut SnapshotSink<'a>,
+    cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Snapshots<'_, '_> {
+    /// [`TrainError::Cancelled`] once the caller has asked the run to stop.
+    fn stop_if_cancelled(&self) -> Result<()> {
+        match self.cancel {
+            Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => Err(TrainError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
     /// True when the model of `k` iterations is wanted.
     fn due(&self, k: usize) -> bool {
         self.every
@@ -665,6 +681,7 @@ mod diagonal {
                 state.save(t + 1, iterations, &v, vp)?;
             }
             progress(Progress::Iteration(t + 1, iterations));
+            snapshot.stop_if_cancelled()?;
         }
         // The model must keep a level for encrypted inference (`inference`): with
         // bootstrapping, refresh once more when the weights would land at level 0.
@@ -919,6 +936,7 @@ mod paper {
                 snapshot.send(t + 1, std::slice::from_ref(&w), eval)?;
             }
             progress(Progress::Iteration(t + 1, iterations));
+            snapshot.stop_if_cancelled()?;
         }
         stats.op_counts = eval.op_counts();
         Ok((vec![w], stats))

@@ -303,6 +303,7 @@ fn resumed_runs_end_with_the_same_model() {
         checkpoints: Some(&mut save),
         resume: None,
         epochs: None,
+        cancel: None,
     };
     let (model, stats) = train_run(&bundle, iters, options, &mut |_| {}, &mut |k, w| {
         snaps.push((k, ciphertexts_to_bytes(&w)));
