@@ -6,6 +6,7 @@ mod features;
 mod plot;
 mod predict;
 mod report;
+mod service;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,16 @@ enum Command {
     /// (server), `decrypt` the scores into labels (client).
     #[command(subcommand)]
     Predict(predict::PredictCommand),
+    /// Server: the training server as a network service (HTTPS API, job store, status page).
+    Serve(service::ServeArgs),
+    /// Operator: make a bearer token for a tenant and add its hash to a tokens file.
+    Token(service::TokenArgs),
+    /// Client: upload a bundle to a server and start a training job.
+    Submit(service::SubmitArgs),
+    /// Client: the status of jobs on a server.
+    Status(service::StatusArgs),
+    /// Client: download a job's encrypted model from a server.
+    Fetch(service::FetchArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -96,6 +107,11 @@ fn main() {
             a.quiet = cli.quiet;
             features::run(&a).map_err(|e| CliError::Msg(e.to_string()))
         }
+        Command::Serve(a) => service::serve(a),
+        Command::Token(a) => service::token(a),
+        Command::Submit(a) => service::submit(a, ui),
+        Command::Status(a) => service::status(a, ui),
+        Command::Fetch(a) => service::fetch(a),
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
         Command::Bench(BenchCommand::Bootstrap(args)) => bench::run_bootstrap(args, threads),
     };

@@ -461,6 +461,85 @@ pub fn load_bundle_keys(dir: &Path, steps: Option<StepsOf<'_>>) -> Result<Upload
     })
 }
 
+/// The files of an upload bundle directory with this manifest, as relative paths with `/`
+/// (what a receiver expects, no more: anything else in an upload is refused).
+pub fn bundle_files(manifest: &Manifest) -> Vec<String> {
+    let mut files: Vec<String> = ["manifest.json", "params.bin", "keys.bin"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if manifest.bootstrapping {
+        files.push("encapsulation.bin".into());
+    }
+    files.extend(
+        manifest
+            .ciphertexts
+            .keys()
+            .map(|name| format!("{name}.cts")),
+    );
+    if let Some(spec) = &manifest.batches {
+        files.extend((0..spec.count()).map(|i| format!("{BATCH_DIR}/{}", batch_file(i))));
+    }
+    files
+}
+
+/// Checks a received upload directory completely, holding no more than one key or one
+/// ciphertext at a time: the manifest against the parameters, then every key (decoded and
+/// dropped) and every ciphertext of every container and batch file, with the counts the
+/// manifest needs and nothing after them. What a server runs before it queues a job on an
+/// upload from a party it does not trust; gives the manifest.
+pub fn verify_bundle(dir: &Path) -> Result<Manifest> {
+    use crate::batches::BatchSource;
+    let (manifest, params) = load_manifest(dir)?;
+    manifest
+        .validate(&params)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", dir.display())))?;
+    let keys_path = dir.join("keys.bin");
+    let file = std::fs::File::open(&keys_path).map_err(|e| TrainError::io(&keys_path, e))?;
+    // Each key is decoded (every coefficient range-checked) and dropped.
+    volley_ckks::serialization::read_evaluation_keys_where(
+        &params,
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &|_| false,
+    )
+    .map_err(|e| TrainError::Data(format!("{}: {e}", keys_path.display())))?;
+    if manifest.bootstrapping {
+        let path = dir.join("encapsulation.bin");
+        EncapsulationKeys::from_bytes(&params, &read(&path)?)
+            .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+    }
+    for (name, &count) in &manifest.ciphertexts {
+        let path = dir.join(format!("{name}.cts"));
+        let file = std::fs::File::open(&path).map_err(|e| TrainError::io(&path, e))?;
+        let err = |e: TrainError| TrainError::Data(format!("{}: {e}", path.display()));
+        let mut reader = crate::container::CiphertextReader::open(
+            &params,
+            std::io::BufReader::with_capacity(1 << 20, file),
+        )
+        .map_err(err)?;
+        if reader.announced() != count {
+            return Err(TrainError::Data(format!(
+                "{}: {} ciphertexts, the manifest says {count}",
+                path.display(),
+                reader.announced()
+            )));
+        }
+        for ct in reader.by_ref() {
+            ct.map_err(err)?;
+        }
+        reader.finish().map_err(err)?;
+    }
+    if let Some(spec) = &manifest.batches {
+        let batches = DirBatches::new(dir, params.clone(), manifest.clone());
+        for i in 0..spec.count() {
+            for ct in batches.open(i)? {
+                ct?;
+            }
+        }
+    }
+    Ok(manifest)
+}
+
 /// Snapshot subdirectory of a model directory.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 

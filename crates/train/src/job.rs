@@ -27,6 +27,7 @@ pub const MAX_ITERATIONS: usize = 1 << 20;
 /// What a training job asks for: the options of `volley train` on an upload, also the body
 /// of the service's job request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
     /// Iterations of a full-batch upload (default: what the upload was made for).

@@ -1,0 +1,316 @@
+//! The network service's commands: `serve` and `token` (operator), `submit`, `status`,
+//! `fetch` (data owner). Argument parsing and printing around `volley_service`.
+
+use crate::util::{CliError, Ui};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_service::ServiceError;
+use volley_service::auth::{Tokens, new_token};
+use volley_service::client::Client;
+use volley_service::server::{ServeConfig, Tls};
+use volley_service::state::Limits;
+use volley_train::job::TrainSpec;
+
+impl From<ServiceError> for CliError {
+    fn from(e: ServiceError) -> Self {
+        CliError::Msg(e.to_string())
+    }
+}
+
+/// `volley serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// The data directory (job store, uploads, models); created if missing.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The tokens file: `TENANT SHA256HEX` lines (`volley token` adds one).
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS with a self-signed certificate for localhost kept in DATA/tls/ (clients pass
+    /// `--ca-cert DATA/tls/cert.pem`).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Plain HTTP without TLS: for loopback tests only.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_self_signed"])]
+    pub insecure_http: bool,
+    /// Largest upload in bytes (all its files).
+    #[arg(long, default_value_t = Limits::default().max_upload)]
+    pub max_upload: u64,
+    /// Jobs training at once; more wait in the queue.
+    #[arg(long, default_value_t = 1)]
+    pub max_running: usize,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Tls::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if args.tls_self_signed => Tls::SelfSigned,
+        _ if args.insecure_http => {
+            if !args.listen.ip().is_loopback() {
+                return Err(CliError::Msg(
+                    "--insecure-http listens on loopback addresses only".into(),
+                ));
+            }
+            Tls::PlainHttp
+        }
+        _ => {
+            return Err(CliError::Msg(
+                "TLS is required: --tls-cert and --tls-key, or --tls-self-signed (--insecure-http for loopback tests)".into(),
+            ));
+        }
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        tokens: Tokens::load(&args.tokens).map_err(CliError::Msg)?,
+        tls,
+        limits: Limits {
+            max_upload: args.max_upload,
+            max_running: args.max_running,
+            ..Limits::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Msg(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let server = volley_service::server::start(config).await?;
+        let scheme = if args.insecure_http { "http" } else { "https" };
+        eprintln!(
+            "volley serve: listening on {scheme}://{}{}{}",
+            server.addr,
+            server
+                .cert
+                .as_ref()
+                .map(|c| format!(" (self-signed: clients pass --ca-cert {})", c.display()))
+                .unwrap_or_default(),
+            if server.resumed_jobs > 0 {
+                format!("; {} interrupted jobs resume", server.resumed_jobs)
+            } else {
+                String::new()
+            }
+        );
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        stop.await;
+        eprintln!("volley serve: stopping (running jobs resume at the next start)");
+        server.shutdown(Duration::from_secs(10)).await;
+        Ok::<_, CliError>(())
+    })
+}
+
+/// `volley token`.
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// The tokens file to add the new token's hash to (created if missing).
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// The tenant the token admits.
+    #[arg(long)]
+    pub tenant: String,
+}
+
+/// Makes a token, appends its hash to the tokens file and prints the token (once: the file
+/// holds only its hash).
+pub fn token(args: &TokenArgs) -> Result<(), CliError> {
+    let (token, line) = new_token(&args.tenant).map_err(CliError::Msg)?;
+    let mut text = std::fs::read_to_string(&args.tokens).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line);
+    text.push('\n');
+    volley_ckks::write_atomic(&args.tokens, text.as_bytes())
+        .map_err(|e| CliError::Msg(format!("{}: {e}", args.tokens.display())))?;
+    println!("{token}");
+    eprintln!(
+        "token for tenant {} added to {} (only its hash is stored; keep the token)",
+        args.tenant,
+        args.tokens.display()
+    );
+    Ok(())
+}
+
+/// How to reach a server.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The server, `https://host:port`.
+    #[arg(long)]
+    pub server: String,
+    /// The bearer token (`volley token`); default: the VOLLEY_TOKEN environment variable.
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The certificate to trust (PEM), e.g. a self-signed server's DATA/tls/cert.pem.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The client.
+    pub fn client(&self) -> Result<Client, CliError> {
+        Ok(Client::new(
+            &self.server,
+            &self.token,
+            self.ca_cert.as_deref(),
+        )?)
+    }
+}
+
+/// `volley submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The upload bundle (`volley encrypt`).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Iterations (full-batch uploads; default: what the bundle was made for).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Epochs (mini-batch uploads).
+    #[arg(long, conflicts_with = "iters")]
+    pub epochs: Option<usize>,
+    /// The seed of the batches' order in each epoch.
+    #[arg(long, default_value_t = 0)]
+    pub shuffle_seed: u64,
+    /// Keep the encrypted model every K iterations as a snapshot.
+    #[arg(long, value_name = "K")]
+    pub snapshot_every: Option<usize>,
+    /// Wait for the job to end (polling), then print its status.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// Uploads (resuming an interrupted upload of the same bundle), starts the job, prints its
+/// id.
+pub fn submit(args: &SubmitArgs, ui: Ui) -> Result<(), CliError> {
+    let client = args.server.client()?;
+    let bar = ui.rate_bar(0, "uploading", "B");
+    let upload = client.upload_bundle(&args.bundle, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "upload {} verified by the server ({} bytes)",
+        upload.id, upload.total_bytes
+    );
+    let spec = TrainSpec {
+        iters: args.iters,
+        epochs: args.epochs,
+        shuffle_seed: args.shuffle_seed,
+        snapshot_every: args.snapshot_every,
+        checkpoint_every: None,
+    };
+    let job = client.create_job(&upload.id, &spec)?;
+    println!("{}", job.id);
+    eprintln!(
+        "job {} {} ({} iterations)",
+        job.id, job.state, job.iterations
+    );
+    if args.wait {
+        wait(&client, &job.id, ui)?;
+    }
+    Ok(())
+}
+
+fn wait(client: &Client, id: &str, ui: Ui) -> Result<(), CliError> {
+    let bar = ui.bar(0, "queued");
+    let j = client.wait(
+        id,
+        Duration::from_millis(500),
+        Duration::from_secs(7 * 24 * 3600),
+        &mut |j| {
+            bar.set_length(j.iterations as u64);
+            bar.set_position(j.iteration as u64);
+            bar.set_message(j.state.clone());
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "job {id} {} ({} iterations, {:.1} s)",
+        j.state, j.iterations, j.seconds
+    );
+    Ok(())
+}
+
+/// `volley status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// One job (default: all of the tenant's jobs).
+    #[arg(long)]
+    pub job: Option<String>,
+    /// With --job: wait for it to end.
+    #[arg(long, requires = "job")]
+    pub wait: bool,
+}
+
+/// Prints jobs as JSON.
+pub fn status(args: &StatusArgs, ui: Ui) -> Result<(), CliError> {
+    let client = args.server.client()?;
+    match &args.job {
+        Some(id) => {
+            if args.wait {
+                wait(&client, id, ui)?;
+            }
+            let j = client.job(id)?;
+            println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        }
+        None => {
+            let all = client.jobs()?;
+            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// `volley fetch`.
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The job.
+    #[arg(long)]
+    pub job: String,
+    /// The model directory to write (then `volley decrypt --model OUT`).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Downloads a done job's encrypted model.
+pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
+    let client = args.server.client()?;
+    let files = client.fetch_model(&args.job, &args.out)?;
+    eprintln!(
+        "encrypted model of job {} written to {} ({} files, {} bytes)",
+        args.job,
+        args.out.display(),
+        files.len(),
+        files.iter().map(|f| f.bytes).sum::<u64>()
+    );
+    Ok(())
+}
