@@ -87,14 +87,12 @@ pub fn received(dir: &Path, path: &str) -> u64 {
         .map_or(0, |m| m.len())
 }
 
-/// True when `head` (a file's first bytes) is a serialized secret key: the server refuses
-/// one wherever it appears, and deletes its bytes at once.
+/// True when `head` (a file's first bytes) is a serialized secret key, of any format
+/// version: the server refuses one wherever it appears, and deletes its bytes at once.
 pub fn is_secret_key(head: &[u8]) -> bool {
-    let len = volley_ckks::serialization::HEADER_LEN.min(head.len());
-    matches!(
-        volley_ckks::serialization::read_header(&head[..len]),
-        Ok(h) if h.kind == volley_ckks::serialization::ObjectKind::SecretKey
-    )
+    use volley_ckks::serialization::{MAGIC, ObjectKind};
+    // magic (4), format version (2), kind (1): see `volley_ckks::serialization`.
+    head.len() >= 7 && head[..4] == MAGIC && head[6] == ObjectKind::SecretKey as u8
 }
 
 /// Verifies a complete upload (blocking: it reads every byte once): the declared files are
