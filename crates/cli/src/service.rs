@@ -208,7 +208,18 @@ pub struct SubmitArgs {
 pub fn submit(args: &SubmitArgs, ui: Ui) -> Result<(), CliError> {
     let client = args.server.client()?;
     let bar = ui.rate_bar(0, "uploading", "B");
+    let mut first = true;
     let upload = client.upload_bundle(&args.bundle, &mut |done, total| {
+        if first && done > 0 {
+            bar.suspend(|| {
+                if done == total {
+                    eprintln!("this bundle is already on the server ({total} bytes)")
+                } else {
+                    eprintln!("continuing the upload of this bundle: {done} of {total} bytes are on the server")
+                }
+            });
+        }
+        first = false;
         bar.set_length(total);
         bar.set_position(done);
     })?;

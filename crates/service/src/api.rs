@@ -361,8 +361,15 @@ async fn put_file(
         )
         .with(serde_json::json!({"received": have}))
     };
-    if q.offset != have || done_path.exists() && have == decl.bytes && q.offset != decl.bytes {
+    if q.offset != have {
         return Err(mismatch(have));
+    }
+    if done_path.exists() {
+        return Ok(Json(FileView {
+            path: path.clone(),
+            bytes: decl.bytes,
+            received: have,
+        }));
     }
     if let Some(parent) = part_path.parent() {
         tokio::fs::create_dir_all(parent).await?;
@@ -419,31 +426,7 @@ async fn put_file(
     file.sync_data().await?;
     drop(file);
     if written == limit {
-        let mut head = [0u8; volley_ckks::serialization::HEADER_LEN];
-        let n = {
-            use tokio::io::AsyncReadExt;
-            let mut f = tokio::fs::File::open(&part_path).await?;
-            let mut n = 0;
-            while n < head.len() {
-                match f.read(&mut head[n..]).await? {
-                    0 => break,
-                    k => n += k,
-                }
-            }
-            n
-        };
-        if uploads::is_secret_key(&head[..n]) {
-            tokio::fs::remove_file(&part_path).await?;
-            return Err(ApiError::unprocessable(
-                "secret_key",
-                format!(
-                    "{path} is a secret key: this server never accepts one (its bytes are deleted); keep it on the client"
-                ),
-            ));
-        }
-        if part_path.exists() {
-            tokio::fs::rename(&part_path, &done_path).await?;
-        }
+        uploads::finish_file(&dir, &path, limit)?;
     }
     Ok(Json(FileView {
         path: path.clone(),
@@ -475,11 +458,13 @@ async fn complete_upload(
         _ => {}
     }
     let dir = state.upload_dir(&u.id);
-    let incomplete: Vec<&FileDecl> = u
-        .files
-        .iter()
-        .filter(|f| !uploads::file_paths(&dir, &f.path).0.exists())
-        .collect();
+    // A file whose last bytes arrived just before the server was killed is finished here.
+    let mut incomplete: Vec<&FileDecl> = Vec::new();
+    for f in &u.files {
+        if !uploads::finish_file(&dir, &f.path, f.bytes)? {
+            incomplete.push(f);
+        }
+    }
     if let Some(first) = incomplete.first() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

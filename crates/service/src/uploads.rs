@@ -95,6 +95,37 @@ pub fn is_secret_key(head: &[u8]) -> bool {
     head.len() >= 7 && head[..4] == MAGIC && head[6] == ObjectKind::SecretKey as u8
 }
 
+/// Finishes a declared file once all its bytes are on disk: refuses (and deletes) a secret
+/// key, then renames `PATH.part` to `PATH`. True when the file is complete (now or before).
+/// Idempotent, so a server killed between the last byte and the rename finishes the file
+/// on the next request that looks at it.
+pub fn finish_file(dir: &Path, path: &str, bytes: u64) -> ApiResult<bool> {
+    use std::io::Read;
+    let (done, part) = file_paths(dir, path);
+    if done.exists() {
+        return Ok(true);
+    }
+    match std::fs::metadata(&part) {
+        Ok(m) if m.len() == bytes => {}
+        _ => return Ok(false),
+    }
+    let mut head = Vec::with_capacity(volley_ckks::serialization::HEADER_LEN);
+    std::fs::File::open(&part)?
+        .take(volley_ckks::serialization::HEADER_LEN as u64)
+        .read_to_end(&mut head)?;
+    if is_secret_key(&head) {
+        std::fs::remove_file(&part)?;
+        return Err(ApiError::unprocessable(
+            "secret_key",
+            format!(
+                "{path} is a secret key: this server never accepts one (its bytes are deleted); keep it on the client"
+            ),
+        ));
+    }
+    std::fs::rename(&part, &done)?;
+    Ok(true)
+}
+
 /// Verifies a complete upload (blocking: it reads every byte once): the declared files are
 /// exactly the bundle's files, then [`volley_train::dirs::verify_bundle`].
 pub fn verify(dir: &Path, declared: &[FileDecl]) -> Result<volley_train::bundle::Manifest, String> {
