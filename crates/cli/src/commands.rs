@@ -751,6 +751,11 @@ pub struct DemoArgs {
     /// curve of the report.
     #[arg(long, value_name = "K", default_value_t = 5)]
     pub snapshot_every: usize,
+    /// Train on a live `volley serve` instead of in this process: the client's side (keys,
+    /// encryption, decryption, scoring) stays here; the upload, the job and the encrypted
+    /// model go over the network.
+    #[command(flatten)]
+    pub remote: crate::service::RemoteArgs,
 }
 
 /// Everything the demo measured.
@@ -774,6 +779,8 @@ pub struct DemoPlan<'a> {
     pub init: f64,
     /// Snapshot period (None: only the final model).
     pub snapshot_every: Option<usize>,
+    /// Train on this server (None: in process).
+    pub server: Option<crate::service::ServerArgs>,
 }
 
 /// Runs keygen, encrypt, train, decrypt and evaluation in one process on a features table.
@@ -827,8 +834,18 @@ pub fn demo_on_table(
         });
         Ok(())
     };
-    let (model, stats): (EncryptedModel, TrainStats) =
-        server::train_with_snapshots(&bundle, args_iters, plan.snapshot_every, &mut cb, &mut sink)?;
+    let (model, stats): (EncryptedModel, TrainStats) = match &plan.server {
+        None => server::train_with_snapshots(
+            &bundle,
+            args_iters,
+            plan.snapshot_every,
+            &mut cb,
+            &mut sink,
+        )?,
+        Some(remote) => {
+            crate::service::train_on_server(remote, &bundle, plan.snapshot_every, &pb, &mut sink)?
+        }
+    };
     pb.finish_and_clear();
     let seconds_train = t2.elapsed().as_secs_f64();
     let t3 = Instant::now();
@@ -941,6 +958,7 @@ pub fn demo(args: &DemoArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
         classes: args.classes,
         init: args.init,
         snapshot_every: Some(args.snapshot_every),
+        server: args.remote.server()?,
     };
     let mut out = demo_on_table(&all, &plan, threads, ui)?;
     if let Some(s) = seconds_features {

@@ -79,6 +79,8 @@ enum BenchCommand {
     Ckks(bench::BenchCkksArgs),
     /// CKKS bootstrapping at a preset: time, precision, levels, key sizes.
     Bootstrap(bench::BenchBootstrapArgs),
+    /// The network service under load on loopback with TLS: status latency, upload speed.
+    Serve(service::BenchServeArgs),
 }
 
 fn main() {
@@ -114,6 +116,7 @@ fn main() {
         Command::Fetch(a) => service::fetch(a),
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
         Command::Bench(BenchCommand::Bootstrap(args)) => bench::run_bootstrap(args, threads),
+        Command::Bench(BenchCommand::Serve(args)) => service::bench_serve(args, ui),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -325,3 +325,145 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// `volley bench serve`.
+#[derive(clap::Args, Debug)]
+pub struct BenchServeArgs {
+    /// A real upload bundle (`volley encrypt`): its jobs train during the run.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Concurrent clients polling job status.
+    #[arg(long, default_value_t = 200)]
+    pub clients: usize,
+    /// Seconds of polling.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Each client's pause between requests, milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub poll_ms: u64,
+    /// Large uploads streamed during the polling.
+    #[arg(long, default_value_t = 2)]
+    pub uploads: usize,
+    /// Megabytes (10^6 bytes) of each large upload.
+    #[arg(long, default_value_t = 150)]
+    pub upload_mb: u64,
+    /// Jobs queued on the bundle (one trains at a time).
+    #[arg(long, default_value_t = 40)]
+    pub jobs: usize,
+}
+
+/// Prints the load test's report as one JSON object.
+pub fn bench_serve(args: &BenchServeArgs, ui: Ui) -> Result<(), CliError> {
+    let config = volley_service::loadtest::LoadConfig {
+        bundle: args.bundle.clone(),
+        clients: args.clients,
+        seconds: args.seconds,
+        poll_interval: Duration::from_millis(args.poll_ms),
+        upload_bytes: args.upload_mb * 1_000_000,
+        uploads: args.uploads,
+        jobs: args.jobs,
+    };
+    let spinner = ui.spinner("starting");
+    let report =
+        volley_service::loadtest::run(&config, &mut |m| spinner.set_message(m.to_string()))?;
+    spinner.finish_and_clear();
+    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    Ok(())
+}
+
+/// `volley demo --server URL`: where to train instead of in process.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// Train on this `volley serve` (`https://host:port`) instead of in process.
+    #[arg(long = "server")]
+    pub server_url: Option<String>,
+    /// With --server: the bearer token; default: the VOLLEY_TOKEN environment variable.
+    #[arg(long = "token", env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --server: the certificate to trust (PEM).
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The server, when one is named.
+    pub fn server(&self) -> Result<Option<ServerArgs>, CliError> {
+        match (&self.server_url, &self.token) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(CliError::Msg(
+                "--server needs --token (or VOLLEY_TOKEN)".into(),
+            )),
+            (Some(server), Some(token)) => Ok(Some(ServerArgs {
+                server: server.clone(),
+                token: token.clone(),
+                ca_cert: self.ca_cert.clone(),
+            })),
+        }
+    }
+}
+
+/// The server's side of the demo over the network: uploads the bundle, runs the job,
+/// fetches the encrypted model and hands its snapshots to `sink` as the in-process run
+/// would. The server's own measurements stay on the server (the stats are empty).
+pub fn train_on_server(
+    remote: &ServerArgs,
+    bundle: &volley_train::bundle::UploadBundle,
+    snapshot_every: Option<usize>,
+    pb: &indicatif::ProgressBar,
+    sink: &mut volley_train::server::SnapshotSink<'_>,
+) -> Result<
+    (
+        volley_train::bundle::EncryptedModel,
+        volley_train::server::TrainStats,
+    ),
+    CliError,
+> {
+    use volley_train::dirs::{cts_from_bytes, list_snapshots, load_manifest, read, save_bundle};
+    let client = remote.client()?;
+    let work = std::env::temp_dir().join(format!("volley-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let result = (|| {
+        let bundle_dir = work.join("bundle");
+        save_bundle(&bundle_dir, bundle)?;
+        pb.set_message("uploading");
+        let upload = client.upload_bundle(&bundle_dir, &mut |done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        })?;
+        let spec = TrainSpec {
+            iters: Some(bundle.manifest.iterations),
+            snapshot_every,
+            ..TrainSpec::default()
+        };
+        let job = client.create_job(&upload.id, &spec)?;
+        pb.set_length(job.iterations as u64);
+        pb.set_position(0);
+        pb.set_message(format!("training on {}", remote.server));
+        client.wait(
+            &job.id,
+            Duration::from_millis(200),
+            Duration::from_secs(7 * 24 * 3600),
+            &mut |j| pb.set_position(j.iteration as u64),
+        )?;
+        pb.set_message("fetching the encrypted model");
+        let model_dir = work.join("model");
+        client.fetch_model(&job.id, &model_dir)?;
+        let (manifest, _) = load_manifest(&model_dir)?;
+        if manifest != bundle.manifest {
+            return Err(CliError::Msg(
+                "the server's model is not of this upload (its manifest differs)".into(),
+            ));
+        }
+        for (k, path) in list_snapshots(&model_dir)? {
+            sink(k, cts_from_bytes(&bundle.params, &read(&path)?, &path)?)?;
+        }
+        let path = model_dir.join("weights.cts");
+        let weights = cts_from_bytes(&bundle.params, &read(&path)?, &path)?;
+        Ok((
+            volley_train::bundle::EncryptedModel { manifest, weights },
+            volley_train::server::TrainStats::default(),
+        ))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}

@@ -230,6 +230,34 @@ fn served_training_equals_local_training() {
         ),
         "mini-batch",
     );
+    // The demo with the server's side on the server: the same numbers as the reference.
+    let report = dir.join("demo.json");
+    volley_ok(
+        &[
+            &["demo"][..],
+            &client_args(&s, &alice),
+            &[
+                "--features",
+                p(&dir.join("features.csv")),
+                "--train-rows",
+                "0..16",
+            ],
+            &[
+                "--test-rows",
+                "16..24",
+                "--iters",
+                "2",
+                "--snapshot-every",
+                "1",
+            ],
+            &["--report", p(&report)],
+        ]
+        .concat(),
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["prediction_agreement"], 1.0, "{r}");
+    assert!(r["max_abs_weight_error"].as_f64().unwrap() < 1e-5, "{r}");
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 2, "{r}");
     // Without TLS trust the client refuses the self-signed server.
     assert!(
         !volley(&["status", "--server", &s.base, "--token", &alice])

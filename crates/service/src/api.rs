@@ -414,16 +414,17 @@ async fn put_file(
     .await;
     // What arrived before an error is kept (bytes of the file in order), unless it ran
     // past the declared size: then this request's bytes go.
+    // No fsync: the bytes a server has are the file's length, which a killed process
+    // keeps (the page cache outlives it); after a machine crash the length may be shorter
+    // and the client re-sends from there, and completion verifies every byte anyway.
     out.flush().await?;
     let file = out.into_inner();
     if let Err(e) = outcome {
         if e.status == StatusCode::PAYLOAD_TOO_LARGE {
             file.set_len(have).await?;
         }
-        file.sync_data().await?;
         return Err(e);
     }
-    file.sync_data().await?;
     drop(file);
     if written == limit {
         uploads::finish_file(&dir, &path, limit)?;

@@ -6,7 +6,8 @@
 //! - [`uploads`]: receiving an upload (streamed, resumable) and verifying it;
 //! - [`jobs`]: the queue and the training threads (checkpoint every iteration, resume);
 //! - [`auth`]: tenants and their hashed bearer tokens;
-//! - [`client`]: the data owner's side of the protocol (`volley submit/status/fetch`).
+//! - [`client`]: the data owner's side of the protocol (`volley submit/status/fetch`);
+//! - [`loadtest`]: the service under load (`volley bench serve`).
 //!
 //! The server side links `volley-train` without its `client` feature: it cannot name a
 //! secret key, and it refuses any uploaded object that is one.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod jobs;
+pub mod loadtest;
 pub mod server;
 pub mod state;
 pub mod store;
