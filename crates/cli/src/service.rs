@@ -247,18 +247,24 @@ pub fn submit(args: &SubmitArgs, ui: Ui) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Waits for a job to end, following its server-sent events (and polling once the stream
+/// breaks off, as when the server restarts).
 fn wait(client: &Client, id: &str, ui: Ui) -> Result<(), CliError> {
     let bar = ui.bar(0, "queued");
-    let j = client.wait(
-        id,
-        Duration::from_millis(500),
-        Duration::from_secs(7 * 24 * 3600),
-        &mut |j| {
-            bar.set_length(j.iterations as u64);
-            bar.set_position(j.iteration as u64);
-            bar.set_message(j.state.clone());
-        },
-    )?;
+    let mut show = |j: &volley_service::api::JobView| {
+        bar.set_length(j.iterations as u64);
+        bar.set_position(j.iteration as u64);
+        bar.set_message(j.state.clone());
+    };
+    let j = match client.follow(id, &mut show) {
+        Err(ServiceError::Http(_)) => client.wait(
+            id,
+            Duration::from_millis(500),
+            Duration::from_secs(7 * 24 * 3600),
+            &mut show,
+        )?,
+        other => other?,
+    };
     bar.finish_and_clear();
     eprintln!(
         "job {id} {} ({} iterations, {:.1} s)",

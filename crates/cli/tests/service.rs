@@ -130,6 +130,13 @@ fn served_training_equals_local_training() {
         (Some("done"), Some(2)),
         "{v}"
     );
+    // Its server-sent events: one status (done) and the end of the stream.
+    let api = volley_service::client::Client::new(&s.base, &alice, Some(&s.cert)).unwrap();
+    let mut seen = Vec::new();
+    let done = api
+        .follow(&job, &mut |j| seen.push(j.state.clone()))
+        .unwrap();
+    assert_eq!((done.iteration, seen), (2, vec!["done".to_string()]));
     // Another tenant sees none of it.
     assert_fails(
         &volley(&[&["status"][..], &client_args(&s, &bob), &["--job", &job]].concat()),

@@ -368,6 +368,77 @@ impl Client {
         }
     }
 
+    /// Follows a job's server-sent events until it ends: `on_status` hears every change;
+    /// the final status is returned (a failed or cancelled job is an error). A stream that
+    /// breaks off before the end (a restarted server) is an error too: poll or follow again.
+    pub fn follow(
+        &self,
+        id: &str,
+        on_status: &mut dyn FnMut(&JobView),
+    ) -> Result<JobView, ServiceError> {
+        use std::io::BufRead;
+        let resp = self
+            .agent
+            .get(self.url(&format!("/v1/jobs/{id}/events")))
+            .header("Authorization", &self.auth)
+            .header("Accept", "text/event-stream")
+            .call()
+            .map_err(http)?;
+        if !resp.status().is_success() {
+            return Self::answer(resp);
+        }
+        let mut body = resp.into_body();
+        // Unbounded in total (a long job sends many events), bounded per line.
+        let mut reader = std::io::BufReader::new(body.with_config().limit(u64::MAX).reader());
+        let mut event = String::new();
+        let mut last = None;
+        // Lines are read through a bounded window: a server cannot make one grow unbounded.
+        const MAX_LINE: u64 = 1 << 20;
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| ServiceError::Http(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            if n as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+                return Err(ServiceError::Protocol("an event line over 1 MiB".into()));
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if event == "deleted" {
+                    return Err(ServiceError::Protocol(format!("job {id} was deleted")));
+                }
+                if event == "status" {
+                    let j: JobView = serde_json::from_str(data.trim())
+                        .map_err(|e| ServiceError::Protocol(format!("a status event: {e}")))?;
+                    on_status(&j);
+                    last = Some(j);
+                }
+            }
+        }
+        let j = last.ok_or_else(|| ServiceError::Protocol("the event stream was empty".into()))?;
+        match j.state.as_str() {
+            job_state::DONE => Ok(j),
+            job_state::FAILED | job_state::CANCELLED => Err(ServiceError::Protocol(format!(
+                "job {id} {}{}",
+                j.state,
+                j.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ))),
+            s => Err(ServiceError::Http(format!(
+                "the event stream ended while the job was {s}"
+            ))),
+        }
+    }
+
     /// Downloads a done job's encrypted model into the model directory `out` (written
     /// atomically), checks every file against the listing's sizes and the model against its
     /// manifest and parameters. Returns the files.

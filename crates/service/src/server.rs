@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A client that has not sent its request's headers after this long is disconnected (slow
+/// clients cannot hold connections open); bodies have their own idle limit
+/// ([`Limits::idle_timeout`]).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the server speaks.
 #[derive(Clone, Debug)]
 pub enum Tls {
@@ -125,7 +130,11 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServiceError> {
     let handle = axum_server::Handle::new();
     let (task, cert) = match &config.tls {
         Tls::PlainHttp => {
-            let server = axum_server::bind(config.listen).handle(handle.clone());
+            let mut server = axum_server::bind(config.listen).handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             (tokio::spawn(server.serve(app)), None)
         }
         tls => {
@@ -141,7 +150,11 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServiceError> {
                 .map_err(|e| {
                     ServiceError::Config(format!("TLS certificate {}: {e}", cert.display()))
                 })?;
-            let server = axum_server::bind_rustls(config.listen, rustls).handle(handle.clone());
+            let mut server = axum_server::bind_rustls(config.listen, rustls).handle(handle.clone());
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             (tokio::spawn(server.serve(app)), shown)
         }
     };
