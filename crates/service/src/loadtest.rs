@@ -34,7 +34,7 @@ pub struct LoadConfig {
     /// Large uploads streamed at the same time as the polling.
     pub uploads: usize,
     /// Jobs queued on the bundle (at most one trains at a time: training goes on for the
-    /// whole run if they last long enough).
+    /// whole run if they last long enough); 0: nothing trains, the clients poll the list.
     pub jobs: usize,
 }
 
@@ -160,17 +160,20 @@ fn run_in(
     runtime.spawn(server.wait());
     let client = Client::new(&base, &token, cert.as_deref())?;
 
-    progress("uploading the bundle");
-    let upload = client.upload_bundle(&config.bundle, &mut |_, _| {})?;
+    // Without jobs (`--jobs 0`) nothing trains: the clients poll the job list instead.
     let mut jobs = Vec::new();
-    for _ in 0..config.jobs.max(1) {
-        jobs.push(client.create_job(&upload.id, &TrainSpec::default())?.id);
-    }
-    let watched = jobs[0].clone();
-    let start_wait = Instant::now();
-    while client.job(&watched)?.state == "queued" && start_wait.elapsed() < Duration::from_secs(60)
-    {
-        std::thread::sleep(Duration::from_millis(20));
+    if config.jobs > 0 {
+        progress("uploading the bundle");
+        let upload = client.upload_bundle(&config.bundle, &mut |_, _| {})?;
+        for _ in 0..config.jobs {
+            jobs.push(client.create_job(&upload.id, &TrainSpec::default())?.id);
+        }
+        let start_wait = Instant::now();
+        while client.job(&jobs[0])?.state == "queued"
+            && start_wait.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     progress("writing the large uploads' files");
     let file = work.join("large.bin");
@@ -187,7 +190,7 @@ fn run_in(
                 base.clone(),
                 token.clone(),
                 cert.clone(),
-                jobs[i % jobs.len()].clone(),
+                jobs.get(i % jobs.len().max(1)).cloned(),
                 stop.clone(),
             );
             let interval = config.poll_interval;
@@ -201,12 +204,14 @@ fn run_in(
                 std::thread::sleep(interval.mul_f64(i as f64 / 200.0 % 1.0));
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    match c.job(&job) {
-                        Ok(j) => {
+                    let answer = match &job {
+                        Some(id) => c.job(id).map(|j| j.state == "running"),
+                        None => c.jobs().map(|_| false),
+                    };
+                    match answer {
+                        Ok(running) => {
                             lat.push(t.elapsed().as_secs_f64() * 1e3);
-                            if j.state == "running" {
-                                training += 1;
-                            }
+                            training += u64::from(running);
                         }
                         Err(_) => failed += 1,
                     }
