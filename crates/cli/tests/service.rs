@@ -137,6 +137,42 @@ fn served_training_equals_local_training() {
         .follow(&job, &mut |j| seen.push(j.state.clone()))
         .unwrap();
     assert_eq!((done.iteration, seen), (2, vec!["done".to_string()]));
+    // Cancel and delete: a job cancelled while queued or training ends cancelled, has no
+    // model, and is deleted with its files; a finished job cannot be cancelled.
+    let upload = api.job(&job).unwrap().upload;
+    let spec = volley_train::job::TrainSpec::default();
+    let second = api.create_job(&upload, &spec).unwrap();
+    let cancelled = api.cancel(&second.id).unwrap();
+    assert!(
+        matches!(cancelled.state.as_str(), "cancelled" | "running"),
+        "{cancelled:?}"
+    );
+    let start = Instant::now();
+    while api.job(&second.id).unwrap().state != "cancelled" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the cancelled job did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let no_model = api.fetch_model(&second.id, &dir.join("none"));
+    assert!(
+        matches!(
+            no_model,
+            Err(volley_service::ServiceError::Api { status: 409, .. })
+        ),
+        "{no_model:?}"
+    );
+    assert!(!dir.join("none").exists());
+    api.delete_job(&second.id).unwrap();
+    assert!(matches!(
+        api.job(&second.id),
+        Err(volley_service::ServiceError::Api { status: 404, .. })
+    ));
+    assert!(matches!(
+        api.cancel(&job),
+        Err(volley_service::ServiceError::Api { status: 409, .. })
+    ));
     // Another tenant sees none of it.
     assert_fails(
         &volley(&[&["status"][..], &client_args(&s, &bob), &["--job", &job]].concat()),
