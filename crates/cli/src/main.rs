@@ -109,14 +109,14 @@ fn main() {
             a.quiet = cli.quiet;
             features::run(&a).map_err(|e| CliError::Msg(e.to_string()))
         }
-        Command::Serve(a) => service::serve(a),
+        Command::Serve(a) => service::serve(a, threads),
         Command::Token(a) => service::token(a),
         Command::Submit(a) => service::submit(a, ui),
         Command::Status(a) => service::status(a, ui),
         Command::Fetch(a) => service::fetch(a),
         Command::Bench(BenchCommand::Ckks(args)) => bench::run(args, threads),
         Command::Bench(BenchCommand::Bootstrap(args)) => bench::run_bootstrap(args, threads),
-        Command::Bench(BenchCommand::Serve(args)) => service::bench_serve(args, ui),
+        Command::Bench(BenchCommand::Serve(args)) => service::bench_serve(args, threads, ui),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -52,7 +52,7 @@ pub struct ServeArgs {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+pub fn serve(args: &ServeArgs, threads: usize) -> Result<(), CliError> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Tls::Files {
             cert: cert.clone(),
@@ -83,6 +83,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
             max_running: args.max_running,
             ..Limits::default()
         },
+        threads,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -359,7 +360,7 @@ pub struct BenchServeArgs {
 }
 
 /// Prints the load test's report as one JSON object.
-pub fn bench_serve(args: &BenchServeArgs, ui: Ui) -> Result<(), CliError> {
+pub fn bench_serve(args: &BenchServeArgs, threads: usize, ui: Ui) -> Result<(), CliError> {
     let config = volley_service::loadtest::LoadConfig {
         bundle: args.bundle.clone(),
         clients: args.clients,
@@ -368,6 +369,7 @@ pub fn bench_serve(args: &BenchServeArgs, ui: Ui) -> Result<(), CliError> {
         upload_bytes: args.upload_mb * 1_000_000,
         uploads: args.uploads,
         jobs: args.jobs,
+        threads,
     };
     let spinner = ui.spinner("starting");
     let report =

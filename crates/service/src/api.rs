@@ -328,8 +328,34 @@ async fn put_file(
     Query(q): Query<Offset>,
     body: Body,
 ) -> ApiResult<Json<FileView>> {
-    let u = the_upload(&state, &tenant, &id)?;
-    uploads::check_path(&path)?;
+    let mut stream = body.into_data_stream();
+    let answer = receive_file(&state, &tenant, &id, &path, q.offset, &mut stream).await;
+    if answer.is_err() {
+        // Read (and drop) a little more of the body, so that a client still sending gets
+        // the error's answer rather than a broken pipe; bounded in bytes and time.
+        let mut drained = 0usize;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while drained < 1 << 20 {
+            match tokio::time::timeout_at(until, stream.next()).await {
+                Ok(Some(Ok(c))) => drained += c.len(),
+                _ => break,
+            }
+        }
+    }
+    answer
+}
+
+/// [`put_file`] up to its answer.
+async fn receive_file(
+    state: &Arc<AppState>,
+    tenant: &str,
+    id: &str,
+    path: &str,
+    offset: u64,
+    stream: &mut axum::body::BodyDataStream,
+) -> ApiResult<Json<FileView>> {
+    let u = the_upload(state, tenant, id)?;
+    uploads::check_path(path)?;
     let decl = u
         .files
         .iter()
@@ -342,7 +368,7 @@ async fn put_file(
             u.state
         )));
     }
-    let key = (u.id.clone(), path.clone());
+    let key = (u.id.clone(), path.to_string());
     if !lock(&state.writing).insert(key.clone()) {
         return Err(ApiError::conflict(
             "this file is being written by another request",
@@ -360,12 +386,12 @@ async fn put_file(
         )
         .with(serde_json::json!({"received": have}))
     };
-    if q.offset != have {
+    if offset != have {
         return Err(mismatch(have));
     }
     if done_path.exists() {
         return Ok(Json(FileView {
-            path: path.clone(),
+            path: path.to_string(),
             bytes: decl.bytes,
             received: have,
         }));
@@ -389,7 +415,6 @@ async fn put_file(
         }
         out.flush()
     });
-    let mut stream = body.into_data_stream();
     let mut written = have;
     let limit = decl.bytes;
     let outcome: ApiResult<()> = async {
@@ -446,7 +471,7 @@ async fn put_file(
         uploads::finish_file(&dir, &path, limit)?;
     }
     Ok(Json(FileView {
-        path: path.clone(),
+        path: path.to_string(),
         bytes: limit,
         received: written,
     }))
@@ -462,6 +487,9 @@ async fn complete_upload(
     State(state): St,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
+    // Read (and ignored): a body left unread makes the server close a connection the
+    // client would reuse.
+    _body: Bytes,
 ) -> ApiResult<Json<UploadView>> {
     let u = the_upload(&state, &tenant, &id)?;
     match u.state.as_str() {
@@ -645,6 +673,7 @@ async fn cancel_job(
     State(state): St,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
+    _body: Bytes,
 ) -> ApiResult<Response> {
     let j = the_job(&state, &tenant, &id)?;
     if job_state::is_final(&j.state) {

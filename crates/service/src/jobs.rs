@@ -126,7 +126,10 @@ fn run(state: &AppState, job: &Job, cancel: &AtomicBool) -> volley_train::Result
         resume: true,
         cancel: Some(cancel),
     };
-    job::run(&upload, &out, &spec, control, &mut progress).map(|_| ())
+    state
+        .pool
+        .install(|| job::run(&upload, &out, &spec, control, &mut progress))
+        .map(|_| ())
 }
 
 /// Asks a running job to stop on behalf of its tenant (false when it is not running here).

@@ -36,6 +36,8 @@ pub struct LoadConfig {
     /// Jobs queued on the bundle (at most one trains at a time: training goes on for the
     /// whole run if they last long enough); 0: nothing trains, the clients poll the list.
     pub jobs: usize,
+    /// Training threads.
+    pub threads: usize,
 }
 
 /// What was measured.
@@ -154,6 +156,7 @@ fn run_in(
         tokens: Tokens::parse(&line).map_err(ServiceError::Config)?,
         tls: Tls::SelfSigned,
         limits: Limits::default(),
+        threads: config.threads,
     }))?;
     let base = format!("https://{}", server.addr);
     let cert = server.cert.clone();

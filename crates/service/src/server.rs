@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub tls: Tls,
     /// Limits.
     pub limits: Limits,
+    /// Training threads (shared by the running jobs).
+    pub threads: usize,
 }
 
 /// A running server.
@@ -125,6 +127,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServiceError> {
         live: Mutex::default(),
         writing: Mutex::default(),
         wake: tokio::sync::Notify::new(),
+        pool: crate::state::training_pool(config.threads).map_err(ServiceError::Config)?,
     });
     let app = crate::api::router(state.clone()).into_make_service();
     let handle = axum_server::Handle::new();

@@ -88,6 +88,34 @@ pub struct AppState {
     pub writing: Mutex<HashSet<(String, String)>>,
     /// Wakes the dispatcher (a job was queued or one ended).
     pub wake: tokio::sync::Notify,
+    /// The training threads (see [`training_pool`]).
+    pub pool: rayon::ThreadPool,
+}
+
+/// The threads jobs train on: `threads` of them, each at nice 10 under Linux's normal
+/// scheduler, so the API's threads (nice 0) win the cores whenever they want them (status
+/// requests, uploads) and training takes everything else. Failing to lower the priority
+/// (another OS) only loses that preference.
+pub fn training_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("volley-train-{i}"))
+        .start_handler(|_| {
+            use thread_priority::{
+                NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue,
+                ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
+            };
+            // Crossplatform 25 of 0..99 is nice 10 of -20..19 under a normal policy.
+            if let Ok(p) = ThreadPriorityValue::try_from(25u8) {
+                let _ = set_thread_priority_and_policy(
+                    thread_native_id(),
+                    ThreadPriority::Crossplatform(p),
+                    ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+                );
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Locks a mutex, recovering from a panicked holder (the data is rows and counters, valid

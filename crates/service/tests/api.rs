@@ -40,6 +40,7 @@ fn server(tls: bool) -> TestServer {
             idle_timeout: Duration::from_secs(5),
             ..Limits::default()
         },
+        threads: 1,
     };
     let server = runtime.block_on(start(config)).unwrap();
     let scheme = if tls { "https" } else { "http" };

@@ -72,6 +72,7 @@ async fn status_page_renders_the_tenants_jobs() {
         tokens: Tokens::parse(&format!("{a_line}\n{b_line}\n")).unwrap(),
         tls: Tls::PlainHttp,
         limits: Limits::default(),
+        threads: 1,
     })
     .await
     .unwrap();
