@@ -374,10 +374,10 @@ async fn receive_file(
             "this file is being written by another request",
         ));
     }
-    let _claim = Writing(&state, key);
+    let _claim = Writing(state, key);
     let dir = state.upload_dir(&u.id);
-    let have = uploads::received(&dir, &path);
-    let (done_path, part_path) = uploads::file_paths(&dir, &path);
+    let have = uploads::received(&dir, path);
+    let (done_path, part_path) = uploads::file_paths(&dir, path);
     let mismatch = |have: u64| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -466,9 +466,9 @@ async fn receive_file(
         return Err(e);
     }
     // The writer may have stopped early only with an error, returned above.
-    written = uploads::received(&dir, &path);
+    written = uploads::received(&dir, path);
     if written == limit {
-        uploads::finish_file(&dir, &path, limit)?;
+        uploads::finish_file(&dir, path, limit)?;
     }
     Ok(Json(FileView {
         path: path.to_string(),
