@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Jobs training at once; more wait in the queue.
     #[arg(long, default_value_t = 1)]
     pub max_running: usize,
+    /// Jobs waiting in the queue (all tenants); more are refused (429) until it drains.
+    #[arg(long, default_value_t = Limits::default().max_queued)]
+    pub max_queued: usize,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -81,6 +84,7 @@ pub fn serve(args: &ServeArgs, threads: usize) -> Result<(), CliError> {
         limits: Limits {
             max_upload: args.max_upload,
             max_running: args.max_running,
+            max_queued: args.max_queued,
             ..Limits::default()
         },
         threads,

@@ -550,10 +550,20 @@ async fn complete_upload(
 /// Queues a training job on a ready upload (its options are checked against the upload's
 /// manifest first).
 #[utoipa::path(post, path = "/v1/jobs", request_body = CreateJob,
-    responses((status = 202, body = JobView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 202, body = JobView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue_full")),
     security(("bearer" = [])))]
 async fn create_job(State(state): St, Tenant(tenant): Tenant, body: Bytes) -> ApiResult<Response> {
     let req: CreateJob = parse_json(&body)?;
+    if state.store().queued_jobs()? >= state.limits.max_queued {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!(
+                "{} jobs are waiting already; try again when the queue drains",
+                state.limits.max_queued
+            ),
+        ));
+    }
     let u = the_upload(&state, &tenant, &req.upload)?;
     if u.state != upload_state::READY {
         return Err(ApiError::conflict(format!(

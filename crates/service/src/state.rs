@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_json: usize,
     /// Jobs training at once; the rest wait in the queue.
     pub max_running: usize,
+    /// Jobs waiting in the queue (all tenants); more are refused with 429 until it drains.
+    pub max_queued: usize,
     /// An upload request whose body stalls this long is ended (its bytes so far are kept).
     pub idle_timeout: std::time::Duration,
 }
@@ -31,6 +33,7 @@ impl Default for Limits {
             max_files: 100_000,
             max_json: 1 << 20,
             max_running: 1,
+            max_queued: 1000,
             idle_timeout: std::time::Duration::from_secs(60),
         }
     }

@@ -262,6 +262,15 @@ impl Store {
         )
     }
 
+    /// Jobs waiting in the queue, all tenants.
+    pub fn queued_jobs(&self) -> rusqlite::Result<usize> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+            params![job_state::QUEUED],
+            |r| r.get::<_, i64>(0).map(|n| n.max(0) as usize),
+        )
+    }
+
     /// Adds a job.
     pub fn insert_job(&self, j: &Job) -> rusqlite::Result<()> {
         let spec = serde_json::to_string(&j.spec).unwrap_or_default();

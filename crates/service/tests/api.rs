@@ -20,6 +20,10 @@ struct TestServer {
 }
 
 fn server(tls: bool) -> TestServer {
+    server_queueing(tls, 1000)
+}
+
+fn server_queueing(tls: bool, max_queued: usize) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let (alice, a_line) = new_token("alice").unwrap();
     let (bob, b_line) = new_token("bob").unwrap();
@@ -38,6 +42,7 @@ fn server(tls: bool) -> TestServer {
             max_upload: 10 << 20,
             max_json: 64 << 10,
             idle_timeout: Duration::from_secs(5),
+            max_queued,
             ..Limits::default()
         },
         threads: 1,
@@ -238,6 +243,18 @@ fn tokens_tenants_and_malformed_requests() {
         raw(&s, "GET", "/v1/jobs/0123", Some(&s.alice), None),
         404,
         "not_found",
+    );
+    healthy(&s);
+}
+
+#[test]
+fn a_full_queue_refuses_new_jobs() {
+    let s = server_queueing(false, 0);
+    let body = br#"{"upload": "0123456789abcdef0123456789abcdef"}"#.to_vec();
+    assert_error(
+        raw(&s, "POST", "/v1/jobs", Some(&s.alice), Some(body)),
+        429,
+        "queue_full",
     );
     healthy(&s);
 }
