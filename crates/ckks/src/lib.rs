@@ -43,6 +43,20 @@ pub mod client {
     pub use crate::serialization::{load_secret_key, save_secret_key};
 }
 
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`; Linux), 0
+/// where unavailable. The one place every report (command line, service load test) reads it.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Sets the number of threads of the global rayon pool used by every parallel operation.
 /// Call once, before any other operation; later calls return an error.
 pub fn set_threads(threads: usize) -> std::result::Result<(), String> {

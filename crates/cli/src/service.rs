@@ -203,7 +203,7 @@ pub struct SubmitArgs {
     /// Keep the encrypted model every K iterations as a snapshot.
     #[arg(long, value_name = "K")]
     pub snapshot_every: Option<usize>,
-    /// Wait for the job to end (polling), then print its status.
+    /// Wait for the job to end (following its events), then print its status.
     #[arg(long)]
     pub wait: bool,
 }

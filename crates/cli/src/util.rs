@@ -29,19 +29,7 @@ impl CliError {
     }
 }
 
-/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`; Linux), 0
-/// where unavailable. The one place reports read it from.
-pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+pub use volley_ckks::peak_rss_bytes;
 
 impl From<volley_train::TrainError> for CliError {
     fn from(e: volley_train::TrainError) -> Self {

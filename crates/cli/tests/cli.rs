@@ -368,17 +368,7 @@ fn tampered_manifests_are_refused() {
             .success()
     );
     let w = dir.join("w.csv");
-    volley_ok(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--features",
-        p(&csv),
-        "--train-rows",
-        "0..16",
-        "--out",
-        p(&bundle),
-    ]);
+    encrypt_rows(&keys, &csv, &bundle);
     volley_ok(&["train", "--bundle", p(&bundle), "--out", p(&model)]);
     volley_ok(&[
         "decrypt",

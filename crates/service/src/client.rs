@@ -42,13 +42,6 @@ fn http(e: ureq::Error) -> ServiceError {
     ServiceError::Http(e.to_string())
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServiceError + '_ {
-    move |e| ServiceError::Io {
-        path: path.display().to_string(),
-        source: e,
-    }
-}
-
 impl Client {
     /// A client of the server at `base` (`https://host:port`), with `token`; `ca_cert`
     /// (PEM) is the certificate to trust instead of the web's roots (a self-signed server's
@@ -67,7 +60,7 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(300)))
             .timeout_recv_body(Some(Duration::from_secs(300)));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path).map_err(io(path))?;
+            let pem = std::fs::read(path).map_err(ServiceError::io(path))?;
             let certs: Vec<_> = ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
                     Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
@@ -192,8 +185,9 @@ impl Client {
         file: &Path,
         offset: u64,
     ) -> Result<FileView, ServiceError> {
-        let mut f = std::fs::File::open(file).map_err(io(file))?;
-        f.seek(std::io::SeekFrom::Start(offset)).map_err(io(file))?;
+        let mut f = std::fs::File::open(file).map_err(ServiceError::io(file))?;
+        f.seek(std::io::SeekFrom::Start(offset))
+            .map_err(ServiceError::io(file))?;
         let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
         let resp = self
             .agent
@@ -231,7 +225,7 @@ impl Client {
         let mut files = Vec::new();
         for rel in volley_train::dirs::bundle_files(&manifest) {
             let p = dir.join(&rel);
-            let bytes = std::fs::metadata(&p).map_err(io(&p))?.len();
+            let bytes = std::fs::metadata(&p).map_err(ServiceError::io(&p))?.len();
             files.push(FileDecl { path: rel, bytes });
         }
         let record_path = dir.join(UPLOAD_RECORD);
@@ -468,7 +462,7 @@ impl Client {
             for f in &listing {
                 let path: PathBuf = tmp.join(&f.path);
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                    std::fs::create_dir_all(parent).map_err(ServiceError::io(parent))?;
                 }
                 let resp = self
                     .agent
@@ -481,16 +475,16 @@ impl Client {
                 }
                 let mut body = resp.into_body();
                 let mut reader = body.with_config().limit(f.bytes + 1).reader();
-                let mut file = std::fs::File::create(&path).map_err(io(&path))?;
+                let mut file = std::fs::File::create(&path).map_err(ServiceError::io(&path))?;
                 let n = std::io::copy(&mut (&mut reader).take(f.bytes + 1), &mut file)
-                    .map_err(io(&path))?;
+                    .map_err(ServiceError::io(&path))?;
                 if n != f.bytes {
                     return Err(ServiceError::Protocol(format!(
                         "{}: {n} bytes, the listing said {}",
                         f.path, f.bytes
                     )));
                 }
-                file.sync_all().map_err(io(&path))?;
+                file.sync_all().map_err(ServiceError::io(&path))?;
             }
             // The model must be one: its manifest against its parameters.
             let (manifest, params) = volley_train::dirs::load_manifest(tmp)?;

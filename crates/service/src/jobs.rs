@@ -76,22 +76,22 @@ fn start(state: Arc<AppState>, job: Job) {
             Ok(Err(e)) => (job_state::FAILED, Some(e.to_string())),
             Err(e) => (job_state::FAILED, Some(format!("internal error: {e}"))),
         };
-        let seconds = lock(&state.live).get(&id).map(Live::seconds);
+        // The last figures, then out of the live set (the store holds them from here).
+        let live = lock(&state.live).remove(&id);
         {
             let store = state.store();
-            if let Some(s) = seconds {
+            if let Some(l) = live {
                 let done = if final_state == job_state::DONE {
-                    lock(&state.live).get(&id).map_or(0, |l| l.iterations)
+                    l.iterations
                 } else {
-                    lock(&state.live).get(&id).map_or(0, |l| l.iteration)
+                    l.iteration
                 };
-                let _ = store.set_progress(&id, done, s);
+                let _ = store.set_progress(&id, done, l.seconds());
             }
             if let Err(e) = store.finish_job(&id, final_state, error.as_deref()) {
                 eprintln!("volley serve: job {id}: {e}");
             }
         }
-        lock(&state.live).remove(&id);
         state.wake.notify_one();
     });
 }

@@ -64,3 +64,13 @@ pub enum ServiceError {
     #[error(transparent)]
     Train(#[from] volley_train::TrainError),
 }
+
+impl ServiceError {
+    /// An I/O error on `path`, for `map_err(ServiceError::io(path))`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

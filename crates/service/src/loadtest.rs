@@ -88,11 +88,8 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// A file of `bytes` pseudo-random bytes (incompressible enough for a transfer test).
 fn filler(path: &Path, bytes: u64) -> Result<(), ServiceError> {
     use std::io::Write;
-    let io = |e| ServiceError::Io {
-        path: path.display().to_string(),
-        source: e,
-    };
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(ServiceError::io(path))?);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut block = vec![0u8; 1 << 20];
     let mut left = bytes;
@@ -104,21 +101,10 @@ fn filler(path: &Path, bytes: u64) -> Result<(), ServiceError> {
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
         let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n]).map_err(io)?;
+        f.write_all(&block[..n]).map_err(ServiceError::io(path))?;
         left -= n as u64;
     }
-    f.flush().map_err(io)
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    f.flush().map_err(ServiceError::io(path))
 }
 
 /// Runs the load test.
@@ -128,10 +114,7 @@ pub fn run(
 ) -> Result<LoadReport, ServiceError> {
     let work = std::env::temp_dir().join(format!("volley-loadtest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| ServiceError::Io {
-        path: work.display().to_string(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&work).map_err(ServiceError::io(&work))?;
     let result = run_in(config, &work, progress);
     let _ = std::fs::remove_dir_all(&work);
     result
@@ -298,7 +281,7 @@ fn run_in(
             .collect(),
         upload_seconds,
         failed_uploads,
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes: volley_ckks::peak_rss_bytes(),
     };
     // Running jobs see the cancellation at their next iteration; the runtime goes with them.
     runtime.shutdown_timeout(Duration::from_secs(30));

@@ -64,13 +64,6 @@ pub struct Server {
     state: Arc<AppState>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServiceError + '_ {
-    move |e| ServiceError::Io {
-        path: path.display().to_string(),
-        source: e,
-    }
-}
-
 /// The self-signed certificate and key in `DATA/tls/`, made on the first start.
 fn self_signed(data: &Path) -> Result<(PathBuf, PathBuf), ServiceError> {
     let dir = data.join("tls");
@@ -78,7 +71,7 @@ fn self_signed(data: &Path) -> Result<(PathBuf, PathBuf), ServiceError> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(ServiceError::io(&dir))?;
     let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .map_err(|e| ServiceError::Config(format!("self-signed certificate: {e}")))?;
     write_private(&key, made.key_pair.serialize_pem().as_bytes())?;
@@ -94,9 +87,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServiceError> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    let mut f = opts.open(path).map_err(ServiceError::io(path))?;
+    f.write_all(bytes).map_err(ServiceError::io(path))?;
+    f.sync_all().map_err(ServiceError::io(path))
 }
 
 /// Opens the data directory (creating it), puts jobs that were running back in the queue,
@@ -115,7 +108,7 @@ pub async fn start(config: ServeConfig) -> Result<Server, ServiceError> {
     let data = config.data_dir.clone();
     for sub in ["uploads", "jobs"] {
         let d = data.join(sub);
-        std::fs::create_dir_all(&d).map_err(io(&d))?;
+        std::fs::create_dir_all(&d).map_err(ServiceError::io(&d))?;
     }
     let store = Store::open(&AppState::db_path(&data))?;
     let resumed_jobs = store.requeue_running()?;

@@ -77,18 +77,23 @@ pub fn keys_and_upload(dir: &Path, rows: usize, keygen: &[&str]) -> (PathBuf, Pa
     let keys = dir.join("keys");
     let bundle = dir.join("bundle");
     volley_ok(&[&["keygen", "--keys", p(&keys)], keygen].concat());
+    encrypt_rows(&keys, &csv, &bundle);
+    (csv, keys, bundle)
+}
+
+/// `volley encrypt` of rows 0..16 of `csv` with `keys` into the bundle `out`.
+pub fn encrypt_rows(keys: &Path, csv: &Path, out: &Path) {
     volley_ok(&[
         "encrypt",
         "--keys",
-        p(&keys),
+        p(keys),
         "--features",
-        p(&csv),
+        p(csv),
         "--train-rows",
         "0..16",
         "--out",
-        p(&bundle),
+        p(out),
     ]);
-    (csv, keys, bundle)
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
