@@ -14,10 +14,10 @@ use volley_train::dirs::{
 
 use crate::report::TrainReport;
 use volley_train::algorithm::{
-    Weights, accuracy, agreement, max_abs_difference, train_minibatch, train_plain,
+    Loss, Weights, accuracy, agreement, max_abs_difference, train_minibatch, train_plain,
     train_plain_each,
 };
-use volley_train::batches::{BatchSpec, DEFAULT_LEARNING_RATE, Epochs};
+use volley_train::batches::{BatchSpec, DEFAULT_LEARNING_RATE};
 use volley_train::bundle::{EncryptedModel, Manifest};
 use volley_train::client::Client;
 use volley_train::data::{Design, FeatureTable, parse_range};
@@ -297,6 +297,8 @@ pub struct TrainArgs {
     /// the plaintext reference with the same seed replays it).
     #[arg(long, default_value_t = 0, requires = "epochs")]
     pub shuffle_seed: u64,
+    #[command(flatten)]
+    pub choices: EpochChoices,
     /// With --plaintext and --epochs: rows per batch.
     #[arg(long, requires = "plaintext")]
     pub batch_rows: Option<usize>,
@@ -307,6 +309,40 @@ pub struct TrainArgs {
     /// peak memory).
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+/// The client's choices for a mini-batch run besides the order (`volley train`, `volley
+/// submit`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct EpochChoices {
+    /// With --epochs: the learning-rate multiplier of each epoch, comma-separated; the last
+    /// repeats for later epochs (default 1). Full MNIST as raw pixels with --loss margin:
+    /// 3,1,1,0.5 over an upload encrypted with --learning-rate 1.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "R,R,...",
+        requires = "epochs"
+    )]
+    pub epoch_rates: Option<Vec<f64>>,
+    /// With --epochs: the error term, `paper` (y - sigma(z) with the paper's sigmoid, the
+    /// default) or `margin` (a label-signed cubic that allows larger steps; see
+    /// volley_train::algorithm::Loss).
+    #[arg(long, requires = "epochs")]
+    pub loss: Option<Loss>,
+}
+
+impl EpochChoices {
+    /// These choices in a job's options.
+    pub fn spec(&self, epochs: Option<usize>, shuffle_seed: u64) -> TrainSpec {
+        TrainSpec {
+            epochs,
+            shuffle_seed,
+            epoch_rates: self.epoch_rates.clone(),
+            loss: self.loss,
+            ..TrainSpec::default()
+        }
+    }
 }
 
 fn progress_callback(ui: Ui, total_iters: usize) -> (indicatif::ProgressBar, impl FnMut(Progress)) {
@@ -341,7 +377,10 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         let (iters, w) = match (args.batch_rows, args.epochs) {
             (Some(rows), Some(e)) => {
                 let spec = BatchSpec::new(design.n, rows, args.learning_rate)?;
-                let order = Epochs::shuffled(spec.count(), e, args.shuffle_seed)?;
+                let order = args
+                    .choices
+                    .spec(Some(e), args.shuffle_seed)
+                    .epochs_of(spec.count(), e)?;
                 let w = train_minibatch(&design, &spec, &order, &w0, &mut |_, _| {})?;
                 (e * spec.count(), w)
             }
@@ -376,10 +415,9 @@ pub fn train(args: &TrainArgs, ui: Ui) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Msg("--bundle is required".into()))?;
     let spec = TrainSpec {
         iters: args.iters,
-        epochs: args.epochs,
-        shuffle_seed: args.shuffle_seed,
         snapshot_every: args.snapshot_every,
         checkpoint_every: args.checkpoint_every,
+        ..args.choices.spec(args.epochs, args.shuffle_seed)
     };
     let started = Instant::now();
     let step_ends = std::cell::RefCell::new(Vec::new());

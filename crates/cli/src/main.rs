@@ -6,6 +6,7 @@ mod features;
 mod plot;
 mod predict;
 mod report;
+mod rotate;
 mod service;
 mod util;
 
@@ -50,6 +51,9 @@ enum Command {
     Evaluate(commands::EvaluateArgs),
     /// Client: images -> frozen pretrained CNN -> feature file (transfer learning).
     Features(features::FeaturesArgs),
+    /// Client: rotate feature rows to their principal axes (fit, apply, map weights back).
+    #[command(subcommand)]
+    Rotate(rotate::RotateCommand),
     /// All roles in one process: keygen, encrypt, train, decrypt, evaluate; JSON report.
     Demo(commands::DemoArgs),
     /// Client: the learning curve of a model trained with --snapshot-every (PNG and JSON).
@@ -103,6 +107,7 @@ fn main() {
         Command::Demo(a) => commands::demo(a, threads, ui),
         Command::Report(a) => commands::report(a),
         Command::Predict(c) => predict::run(c, ui),
+        Command::Rotate(c) => rotate::run(c),
         Command::Features(a) => {
             let mut a = a.clone();
             a.threads = Some(threads);

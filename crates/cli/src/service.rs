@@ -200,6 +200,8 @@ pub struct SubmitArgs {
     /// The seed of the batches' order in each epoch.
     #[arg(long, default_value_t = 0)]
     pub shuffle_seed: u64,
+    #[command(flatten)]
+    pub choices: crate::commands::EpochChoices,
     /// Keep the encrypted model every K iterations as a snapshot.
     #[arg(long, value_name = "K")]
     pub snapshot_every: Option<usize>,
@@ -235,10 +237,8 @@ pub fn submit(args: &SubmitArgs, ui: Ui) -> Result<(), CliError> {
     );
     let spec = TrainSpec {
         iters: args.iters,
-        epochs: args.epochs,
-        shuffle_seed: args.shuffle_seed,
         snapshot_every: args.snapshot_every,
-        checkpoint_every: None,
+        ..args.choices.spec(args.epochs, args.shuffle_seed)
     };
     let job = client.create_job(&upload.id, &spec)?;
     println!("{}", job.id);

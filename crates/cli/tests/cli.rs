@@ -1159,6 +1159,78 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
         })
         .fold(0f64, f64::max);
     assert!(moved > 100.0 * err, "{moved} vs {err}");
+    // The margin loss and epoch rates, chosen when training: the encrypted run on the same
+    // upload equals the reference given the same choices, and differs from the paper's.
+    let margin_model = dir.join("margin");
+    let choices = ["--loss", "margin", "--epoch-rates", "2"];
+    volley_ok(
+        &[
+            &train[..3],
+            &[
+                "--out",
+                p(&margin_model),
+                "--epochs",
+                "1",
+                "--shuffle-seed",
+                "9",
+            ],
+            &choices[..],
+        ]
+        .concat(),
+    );
+    let margin_w = dir.join("margin.csv");
+    volley_ok(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--model",
+        p(&margin_model),
+        "--out",
+        p(&margin_w),
+    ]);
+    let margin_plain = dir.join("margin-plain.csv");
+    volley_ok(&[&reference[..12], &["--out", p(&margin_plain)], &choices[..]].concat());
+    let (he_m, pl_m) = (read_weights(&margin_w), read_weights(&margin_plain));
+    let err_m = he_m
+        .iter()
+        .flatten()
+        .zip(pl_m.iter().flatten())
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let scale_m = pl_m.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(
+        err_m < 1e-4 * scale_m,
+        "margin: max |dW| = {err_m}, max |W| = {scale_m}"
+    );
+    let apart = pl_m
+        .iter()
+        .flatten()
+        .zip(pl.iter().flatten())
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(apart > 100.0 * err_m, "{apart} vs {err_m}");
+    // (An unknown loss is a usage error: clap's exit code 2 and its help hint.)
+    let hinge = volley(
+        &[
+            &reference[..12],
+            &["--out", p(&margin_plain), "--loss", "hinge"],
+        ]
+        .concat(),
+    );
+    let err = String::from_utf8_lossy(&hinge.stderr);
+    assert_eq!(hinge.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown loss \"hinge\": paper or margin"),
+        "{err}"
+    );
+    assert_fails(
+        &volley(
+            &[
+                &reference[..12],
+                &["--out", p(&margin_plain), "--epoch-rates", "1,-2"],
+            ]
+            .concat(),
+        ),
+        "epoch rate -2",
+    );
     // Batches larger than the data, and half the mini-batch options, are refused.
     let b2 = dir.join("b2");
     let big = [&encrypt[..5], &["--batch-rows", "25", "--out", p(&b2)]].concat();
@@ -1166,6 +1238,96 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
     assert_fails(
         &volley(&[&reference[..4], &["--batch-rows", "10", "--out", p(&plain)]].concat()),
         "both --batch-rows and --epochs",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `volley rotate`: fitted on the training rows, applied to a feature file, and undone on
+/// the weights trained on rotated rows: those weights score the original rows as the
+/// rotated weights score the rotated rows. A damaged rotation file is refused.
+#[test]
+fn rotation_to_principal_axes_round_trips_through_the_weights() {
+    let dir = tmpdir("rotate");
+    let csv = write_csv(&dir, 60);
+    let rot = dir.join("rot.bin");
+    volley_ok(&["rotate", "fit", "--features", p(&csv), "--out", p(&rot)]);
+    let rotated = dir.join("rotated.csv");
+    volley_ok(&[
+        "rotate",
+        "apply",
+        "--rotation",
+        p(&rot),
+        "--features",
+        p(&csv),
+        "--out",
+        p(&rotated),
+    ]);
+    let w_rot = dir.join("w-rot.csv");
+    volley_ok(&[
+        "train",
+        "--plaintext",
+        "--features",
+        p(&rotated),
+        "--iters",
+        "3",
+        "--out",
+        p(&w_rot),
+    ]);
+    let w = dir.join("w.csv");
+    volley_ok(&[
+        "rotate",
+        "weights",
+        "--rotation",
+        p(&rot),
+        "--weights",
+        p(&w_rot),
+        "--out",
+        p(&w),
+    ]);
+    let scores = |weights: &Path, features: &Path| -> Vec<f64> {
+        let w = read_weights(weights);
+        std::fs::read_to_string(features)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .flat_map(|l| {
+                let x: Vec<f64> = l
+                    .split(',')
+                    .skip(1)
+                    .map(|v| v.trim().parse().unwrap())
+                    .collect();
+                w.iter()
+                    .map(|r| r[1] + r[2..].iter().zip(&x).map(|(a, b)| a * b).sum::<f64>())
+                    .collect::<Vec<f64>>()
+            })
+            .collect()
+    };
+    let (a, b) = (scores(&w_rot, &rotated), scores(&w, &csv));
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        scale > 0.0 && err < 1e-5 * scale.max(1.0),
+        "{err} vs {scale}"
+    );
+    let mut bytes = std::fs::read(&rot).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&rot, &bytes).unwrap();
+    assert_fails(
+        &volley(&[
+            "rotate",
+            "apply",
+            "--rotation",
+            p(&rot),
+            "--features",
+            p(&csv),
+            "--out",
+            p(&dir.join("x.csv")),
+        ]),
+        "rotation file",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -140,6 +140,14 @@ fn served_training_equals_local_training() {
     // Cancel and delete: a job cancelled while queued or training ends cancelled, has no
     // model, and is deleted with its files; a finished job cannot be cancelled.
     let upload = api.job(&job).unwrap().upload;
+    // The loss and epoch rates are mini-batch options: refused on this full-batch upload
+    // before a job exists.
+    let margin = volley_train::job::TrainSpec {
+        loss: Some(volley_train::algorithm::Loss::Margin),
+        ..Default::default()
+    };
+    let refused = api.create_job(&upload, &margin).unwrap_err().to_string();
+    assert!(refused.contains("mini-batch"), "{refused}");
     let spec = volley_train::job::TrainSpec::default();
     let second = api.create_job(&upload, &spec).unwrap();
     let cancelled = api.cancel(&second.id).unwrap();

@@ -13,8 +13,12 @@
 //! - step s of an epoch uses the paper's Nesterov constants of iteration s, restarted at
 //!   every epoch: alpha_0 = 0.01, eta_s = (1 - alpha_s) / alpha_{s+1},
 //!   gamma_s = 1 / ((s + 1) batch_rows). W and V carry over from epoch to epoch;
-//! - step: Z = X_B V^T; P = sigma(Z); G = (Y_B - P)^T X_B; Q = b_B (.) G;
-//!   T = W + (1 + gamma) Q; W <- (1 - eta) T + eta V; V <- T.
+//! - step: Z = X_B V^T; G = r(Y_B, Z)^T X_B; Q = rho_e b_B (.) G;
+//!   T = W + (1 + gamma) Q; W <- (1 - eta) T + eta V; V <- T, where r is the error term
+//!   ([`crate::algorithm::Loss`]: the paper's Y - sigma(Z) by default) and rho_e the
+//!   multiplier of epoch e ([`Epochs::with_rates`], 1 by default): a learning-rate schedule
+//!   chosen when training, not when encrypting (the server folds it into the error term's
+//!   constant, with 1 + gamma).
 //!
 //! With a single batch there is nothing to restart and lambda = 1: the paper's algorithm,
 //! unchanged.
@@ -25,13 +29,15 @@
 //! accumulates the batches' noise until |x.w| leaves the interval where the degree-3
 //! sigmoid holds); restarting it every epoch with lambda = 1 diverges in the second epoch
 //! too; lambda = 0.5 in the sixth; lambda = 0.35 and 0.25 held for six epochs at about
-//! 86.5 % test accuracy. [`DEFAULT_LEARNING_RATE`] is 0.3.
+//! 86.5 % test accuracy. [`DEFAULT_LEARNING_RATE`] is 0.3. The `margin` loss tolerates
+//! steps ten times larger (lambda = 1 with epoch rates 3, 1, 1, 0.5: see
+//! [`crate::algorithm::Loss`]).
 //!
 //! **Order.** The client chooses the order of the batches in each epoch
 //! ([`Epochs::shuffled`] from a seed, or any list); the server follows it and the plaintext
 //! reference replays it.
 
-use crate::algorithm::{StepConstants, schedule};
+use crate::algorithm::{Loss, StepConstants, schedule};
 use crate::error::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -47,6 +53,10 @@ pub const MAX_BATCHES: usize = 1 << 20;
 
 /// Largest number of epochs of one run.
 pub const MAX_EPOCHS: usize = 10_000;
+
+/// Largest epoch learning-rate multiplier (a bound on what a job request can ask; the steps
+/// that work are of order 1).
+pub const MAX_EPOCH_RATE: f64 = 1e3;
 
 /// How an upload's training rows are split into batches (part of its manifest).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,13 +135,75 @@ pub struct Step {
     pub batch: usize,
     /// eta and gamma of this step.
     pub constants: StepConstants,
+    /// rho_e: the learning-rate multiplier of the step's epoch.
+    pub rate: f64,
 }
 
-/// The order of the batches in each epoch, chosen by the client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Epochs(pub Vec<Vec<usize>>);
+/// What the client chooses for a mini-batch run beyond the upload: the order of the batches
+/// in each epoch, each epoch's learning-rate multiplier, and the error term.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Epochs {
+    order: Vec<Vec<usize>>,
+    rates: Vec<f64>,
+    loss: Loss,
+}
 
 impl Epochs {
+    /// The given orders, rate 1 and the paper's error term.
+    pub fn new(order: Vec<Vec<usize>>) -> Self {
+        Self {
+            order,
+            rates: Vec::new(),
+            loss: Loss::Paper,
+        }
+    }
+
+    /// With multiplier `rates[e]` for epoch e (the last for every later epoch; none: 1).
+    /// Each must be finite, positive and at most [`MAX_EPOCH_RATE`].
+    pub fn with_rates(mut self, rates: Vec<f64>) -> Result<Self> {
+        if rates.len() > MAX_EPOCHS {
+            return Err(TrainError::Data(format!(
+                "{} epoch rates, more than the {MAX_EPOCHS} epochs allowed",
+                rates.len()
+            )));
+        }
+        if let Some(r) = rates
+            .iter()
+            .find(|r| !(r.is_finite() && **r > 0.0 && **r <= MAX_EPOCH_RATE))
+        {
+            return Err(TrainError::Data(format!(
+                "epoch rate {r}: each must be a positive number up to {MAX_EPOCH_RATE}"
+            )));
+        }
+        self.rates = rates;
+        Ok(self)
+    }
+
+    /// With error term `loss`.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// The error term.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The multiplier of epoch `e` (from 0).
+    pub fn rate(&self, e: usize) -> f64 {
+        self.rates
+            .get(e)
+            .or(self.rates.last())
+            .copied()
+            .unwrap_or(1.0)
+    }
+
+    /// The order of the batches in each epoch.
+    pub fn order(&self) -> &[Vec<usize>] {
+        &self.order
+    }
+
     /// `epochs` epochs, each a permutation of the `batches` batches drawn from `seed`
     /// (Fisher-Yates over SplitMix64: reproducible on both sides and by the reference; it
     /// only has to mix the batches, not to be unpredictable).
@@ -155,13 +227,13 @@ impl Epochs {
                 p
             })
             .collect();
-        Ok(Self(order))
+        Ok(Self::new(order))
     }
 
     /// Checks that every epoch is a permutation of the `batches` batches.
     pub fn validate(&self, batches: usize) -> Result<()> {
-        check_counts(batches, self.0.len())?;
-        for (e, order) in self.0.iter().enumerate() {
+        check_counts(batches, self.order.len())?;
+        for (e, order) in self.order.iter().enumerate() {
             let mut seen = vec![false; batches];
             if order.len() != batches
                 || !order
@@ -177,24 +249,32 @@ impl Epochs {
         Ok(())
     }
 
-    /// A 64-bit FNV-1a digest of the order, kept in checkpoints so that a run is resumed
-    /// only with the order it was started with (it guards against a mistake, not an
-    /// adversary: the checkpoint is the server's own file).
+    /// A 64-bit FNV-1a digest of the order, the rates and the loss, kept in checkpoints so
+    /// that a run is resumed only with the choices it was started with (it guards against a
+    /// mistake, not an adversary: the checkpoint is the server's own file). Runs with rate 1
+    /// and the paper's loss hash their order alone, as before rates and losses existed.
     pub fn digest(&self) -> u64 {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for order in &self.0 {
-            for v in order.iter().map(|&b| b as u64).chain([u64::MAX]) {
-                for byte in v.to_le_bytes() {
-                    h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-                }
+        let mut eat = |v: u64| {
+            for byte in v.to_le_bytes() {
+                h = (h ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
             }
+        };
+        for order in &self.order {
+            order.iter().map(|&b| b as u64).for_each(&mut eat);
+            eat(u64::MAX);
+        }
+        if !self.rates.is_empty() || self.loss != Loss::Paper {
+            self.rates.iter().map(|r| r.to_bits()).for_each(&mut eat);
+            eat(u64::MAX - 1);
+            eat(self.loss as u64);
         }
         h
     }
 
     /// Number of epochs.
     pub fn epochs(&self) -> usize {
-        self.0.len()
+        self.order.len()
     }
 
     /// Every step of the run in order (see the module documentation for the constants).
@@ -202,22 +282,30 @@ impl Epochs {
         let batches = spec.count();
         if batches == 1 {
             // Nothing to restart: the paper's schedule runs through.
-            return schedule(self.0.len(), spec.batch_rows)
+            return schedule(self.order.len(), spec.batch_rows)
                 .into_iter()
-                .map(|constants| Step {
+                .enumerate()
+                .map(|(e, constants)| Step {
                     batch: 0,
                     constants,
+                    rate: self.rate(e),
                 })
                 .collect();
         }
         let per_epoch = schedule(batches, spec.batch_rows);
-        self.0
+        self.order
             .iter()
-            .flat_map(|order| {
+            .enumerate()
+            .flat_map(|(e, order)| {
+                let rate = self.rate(e);
                 order
                     .iter()
                     .zip(&per_epoch)
-                    .map(|(&batch, &constants)| Step { batch, constants })
+                    .map(move |(&batch, &constants)| Step {
+                        batch,
+                        constants,
+                        rate,
+                    })
             })
             .collect()
     }
@@ -285,26 +373,26 @@ mod tests {
         e.validate(7).expect("permutations");
         assert_eq!(e, Epochs::shuffled(7, 3, 42).expect("valid"));
         assert_ne!(e, Epochs::shuffled(7, 3, 43).expect("valid"));
-        assert_ne!(e.0[0], e.0[1], "each epoch draws its own order");
-        assert!(Epochs(vec![vec![0, 0, 1]]).validate(3).is_err());
-        assert!(Epochs(vec![vec![0, 1]]).validate(3).is_err());
-        assert!(Epochs(vec![vec![0, 1, 3]]).validate(3).is_err());
-        assert!(Epochs(vec![]).validate(3).is_err());
+        assert_ne!(e.order()[0], e.order()[1], "each epoch draws its own order");
+        assert!(Epochs::new(vec![vec![0, 0, 1]]).validate(3).is_err());
+        assert!(Epochs::new(vec![vec![0, 1]]).validate(3).is_err());
+        assert!(Epochs::new(vec![vec![0, 1, 3]]).validate(3).is_err());
+        assert!(Epochs::new(vec![]).validate(3).is_err());
         assert!(Epochs::shuffled(0, 1, 0).is_err());
         assert_ne!(
             e.digest(),
             Epochs::shuffled(7, 3, 43).expect("valid").digest()
         );
         assert_ne!(
-            Epochs(vec![vec![0, 1], vec![1, 0]]).digest(),
-            Epochs(vec![vec![0, 1, 1, 0]]).digest()
+            Epochs::new(vec![vec![0, 1], vec![1, 0]]).digest(),
+            Epochs::new(vec![vec![0, 1, 1, 0]]).digest()
         );
     }
 
     #[test]
     fn steps_restart_the_schedule_every_epoch() {
         let spec = BatchSpec::new(10, 4, 1.0).expect("valid");
-        let e = Epochs(vec![vec![2, 0, 1], vec![1, 2, 0]]);
+        let e = Epochs::new(vec![vec![2, 0, 1], vec![1, 2, 0]]);
         let steps = e.steps(&spec);
         let per_epoch = schedule(3, 4);
         assert_eq!(steps.len(), 6);
@@ -317,8 +405,31 @@ mod tests {
         }
         // One batch: the paper's schedule, not restarted.
         let whole = BatchSpec::new(10, 10, 1.0).expect("valid");
-        let steps = Epochs(vec![vec![0]; 4]).steps(&whole);
+        let steps = Epochs::new(vec![vec![0]; 4]).steps(&whole);
         let paper = schedule(4, 10);
         assert!(steps.iter().zip(&paper).all(|(s, c)| s.constants == *c));
+    }
+
+    #[test]
+    fn epoch_rates_apply_per_epoch_and_the_last_repeats() {
+        let spec = BatchSpec::new(10, 4, 1.0).expect("valid");
+        let e = Epochs::shuffled(3, 4, 1)
+            .expect("valid")
+            .with_rates(vec![3.0, 0.5])
+            .expect("valid");
+        let rates: Vec<f64> = e.steps(&spec).iter().map(|s| s.rate).collect();
+        assert_eq!(
+            rates,
+            [3.0, 3.0, 3.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+        );
+        let plain = Epochs::shuffled(3, 4, 1).expect("valid");
+        assert!(plain.steps(&spec).iter().all(|s| s.rate == 1.0));
+        // The digest tells the choices apart (a checkpoint resumes only the same run).
+        let margin = plain.clone().with_loss(Loss::Margin);
+        let digests = [plain.digest(), e.digest(), margin.digest()];
+        assert!(digests[0] != digests[1] && digests[1] != digests[2] && digests[0] != digests[2]);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e3] {
+            assert!(plain.clone().with_rates(vec![1.0, bad]).is_err(), "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! is kept on error and on cancellation, so a killed run continues from its last
 //! checkpoint and ends with the model of an uninterrupted run, bit for bit.
 
+use crate::algorithm::Loss;
 use crate::batches::Epochs;
 use crate::bundle::Manifest;
 use crate::checkpoint::{Checkpoint, CheckpointRef};
@@ -26,7 +27,7 @@ pub const MAX_ITERATIONS: usize = 1 << 20;
 
 /// What a training job asks for: the options of `volley train` on an upload, also the body
 /// of the service's job request.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
@@ -39,6 +40,14 @@ pub struct TrainSpec {
     /// The seed of the batches' order in each epoch (the client's choice).
     #[serde(default)]
     pub shuffle_seed: u64,
+    /// Mini-batch runs: the learning-rate multiplier of each epoch (the last repeats; none:
+    /// 1). See `volley_train::batches`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_rates: Option<Vec<f64>>,
+    /// Mini-batch runs: the error term (`paper`, the default, or `margin`; see
+    /// `volley_train::algorithm::Loss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Loss>,
     /// Write the encrypted model every this many iterations (and after the last) into the
     /// model's `snapshots/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +69,15 @@ pub struct Plan {
 }
 
 impl TrainSpec {
+    /// The mini-batch run these options mean over `batches` batches for `epochs` epochs:
+    /// the shuffled order, the epoch rates and the loss (the plaintext reference builds
+    /// its run here too, so both sides replay the same choices).
+    pub fn epochs_of(&self, batches: usize, epochs: usize) -> Result<Epochs> {
+        Ok(Epochs::shuffled(batches, epochs, self.shuffle_seed)?
+            .with_rates(self.epoch_rates.clone().unwrap_or_default())?
+            .with_loss(self.loss.unwrap_or_default()))
+    }
+
     /// Checks the options against the upload's manifest (without reading anything else):
     /// the service refuses a job here, before queueing it.
     pub fn plan(&self, manifest: &Manifest) -> Result<Plan> {
@@ -67,13 +85,17 @@ impl TrainSpec {
         if self.snapshot_every == Some(0) || self.checkpoint_every == Some(0) {
             return bad("snapshot and checkpoint intervals must be at least 1");
         }
+        if manifest.batches.is_none() && (self.epoch_rates.is_some() || self.loss.is_some()) {
+            // The full-batch run is the paper's algorithm, reproduced exactly.
+            return bad(
+                "epoch rates and the loss are options of mini-batch uploads (`encrypt --batch-rows`)",
+            );
+        }
         let epochs = match (manifest.batches, self.epochs, self.iters) {
             (Some(_), _, Some(_)) => {
                 return bad("this upload is in mini-batches: give epochs, not iterations");
             }
-            (Some(spec), Some(e), None) => {
-                Some(Epochs::shuffled(spec.count(), e, self.shuffle_seed)?)
-            }
+            (Some(spec), Some(e), None) => Some(self.epochs_of(spec.count(), e)?),
             (Some(_), None, None) => return bad("this upload is in mini-batches: pass --epochs"),
             (None, Some(_), _) => {
                 return bad(

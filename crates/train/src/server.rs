@@ -1,7 +1,7 @@
 //! The server: trains on an [`UploadBundle`] with public keys only. This module compiles
 //! without the `client` feature, where no secret-key type exists (checked in CI).
 
-use crate::algorithm::{SIGMOID_C1, SIGMOID_C3, schedule};
+use crate::algorithm::{Loss, Residual, schedule};
 use crate::batches::{BatchSource, BatchSpec, Epochs, Step};
 use crate::bundle::{EncryptedModel, UploadBundle};
 use crate::checkpoint::{Checkpoint, CheckpointRef, CheckpointSink};
@@ -337,45 +337,57 @@ impl Ctx<'_> {
         }
     }
 
-    /// E = f * mask * (Y - sigma(Z)) at level(Z) - 2 with scale `s_e`, with the mask (if any)
-    /// folded into the polynomial's coefficients so it costs no extra level:
-    /// E = f Y - 0.5 f mask - [c1 f mask] Z - ([c3 f mask] Z) Z^2. Every term lands exactly on
-    /// s_e, so the additions need no scale correction.
+    /// E = f mask r(Y, Z) at level(Z) - 2 with scale `s_e` ([`Loss`]: r = Y (1 + y2 Z^2) -
+    /// (p0 + p1 Z + p2 Z^2 + p3 Z^3)), with the mask (if any) folded into the polynomial's
+    /// coefficients so it costs no extra level:
+    /// E = f Y - [p0 f mask] - [p1 f mask] Z - [p2 f mask] Z^2 - ([p3 f mask] Z - [y2 f] Y) Z^2.
+    /// The label's product Y Z^2 joins the cubic's before the one ciphertext product (the
+    /// labels are zero outside the mask), so the margin loss costs a plaintext product more
+    /// than the paper's, no key switch and no level. Every term lands exactly on s_e, so the
+    /// additions need no scale correction.
     fn error_term(
         &self,
         z: &Ciphertext,
         y: &Ciphertext,
         mask: Option<(&Geometry, usize)>,
-        f: f64,
+        (f, loss): (f64, Loss),
         s_e: f64,
     ) -> Result<Ciphertext> {
         let eval = self.eval;
         let a = z.level();
+        let Residual { y2, p } = loss.residual();
         let masked = |c: f64| mask.map(|(g, m)| g.label_mask(m, c));
-        let (mb, ma, mc) = (
-            masked(SIGMOID_C3 * f),
-            masked(SIGMOID_C1 * f),
-            masked(-0.5 * f),
+        let (mb, ma, mq, mc) = (
+            masked(p[3] * f),
+            masked(p[1] * f),
+            masked(p[2] * f),
+            masked(-p[0] * f),
         );
         let mut z2 = eval.square(z)?;
         eval.rescale_assign(&mut z2)?;
-        // B = [c3 f mask] Z at a-1 on the scale that makes B * Z^2 land on s_e.
-        let b = self.mul_to_scale(
-            z,
-            coefficient(&mb, SIGMOID_C3 * f),
-            s_e * self.q(a - 1) / z2.scale(),
-        )?;
+        // B = [p3 f mask] Z - [y2 f] Y at a-1 on the scale that makes B * Z^2 land on s_e.
+        let s_b = s_e * self.q(a - 1) / z2.scale();
+        let mut b = self.mul_to_scale(z, coefficient(&mb, p[3] * f), s_b)?;
+        if y2 != 0.0 {
+            let y_at = eval.drop_to_level(y, a)?;
+            let yb = self.mul_to_scale(&y_at, Coefficient::Scalar(y2 * f), s_b)?;
+            eval.sub_assign(&mut b, &yb)?;
+        }
         let mut cubic = eval.mul_relin(&b, &z2)?;
         eval.rescale_assign(&mut cubic)?;
-        let lin = self.mul_to_scale(z, coefficient(&ma, SIGMOID_C1 * f), s_e)?;
+        let lin = self.mul_to_scale(z, coefficient(&ma, p[1] * f), s_e)?;
         let mut e = y.clone();
         eval.mul_const_to_scale_assign(&mut e, Complex64::new(f, 0.0), s_e)?;
         eval.drop_to_level_assign(&mut e, a - 2)?;
         eval.sub_assign(&mut e, &lin)?;
         eval.sub_assign(&mut e, &cubic)?;
+        if p[2] != 0.0 {
+            let quad = self.mul_to_scale(&z2, coefficient(&mq, p[2] * f), s_e)?;
+            eval.sub_assign(&mut e, &quad)?;
+        }
         match mc {
             Some(v) => eval.add_plain_assign(&mut e, &self.encode(&v, a - 2, s_e)?)?,
-            None => eval.add_const_assign(&mut e, Complex64::new(-0.5 * f, 0.0))?,
+            None => eval.add_const_assign(&mut e, Complex64::new(-p[0] * f, 0.0))?,
         }
         Ok(e)
     }
@@ -476,7 +488,7 @@ mod diagonal {
         let steps: Vec<i64> = (0..n_o as i64).map(|t| -t).collect();
         let t0 = Instant::now();
         let before = eval.op_counts();
-        let (rows, consts) = match (&bundle.batches, m.batches, state.epochs.take()) {
+        let (rows, consts, loss) = match (&bundle.batches, m.batches, state.epochs.take()) {
             (None, None, None) => {
                 let x = bundle.group("x", g.row_cts)?;
                 let xb = bundle.group("xb", g.row_cts)?;
@@ -501,7 +513,7 @@ mod diagonal {
                     progress(Progress::Precompute(done, total));
                 }
                 let rows = Rows::Resident { x_rot, xb_rot, y };
-                (rows, schedule(iterations, g.n))
+                (rows, schedule(iterations, g.n), Loss::Paper)
             }
             (Some(source), Some(spec), Some(epochs)) => {
                 epochs.validate(spec.count())?;
@@ -520,7 +532,7 @@ mod diagonal {
                     spec,
                     run,
                 };
-                (rows, consts)
+                (rows, consts, epochs.loss())
             }
             (_, Some(_), None) => {
                 return Err(TrainError::Data(
@@ -589,7 +601,13 @@ mod diagonal {
             // all n_o products, then the fold over j = k (mod n_o)); E = (1 + gamma)
             // (Y - sigma(Z)) masked and replicated back over each row; its products with
             // rot(X diag(b), -t) summed per diagonal, unrelinearised.
-            let f = 1.0 + step.gamma;
+            // The epoch's learning-rate multiplier joins 1 + gamma in the error term's
+            // constant (`batches`): no level, and the same product as the reference's.
+            let rate = match &rows {
+                Rows::Streamed { run, .. } => run[t].rate,
+                Rows::Resident { .. } => 1.0,
+            };
+            let f = ((1.0 + step.gamma) * rate, loss);
             let mut grads = Gradient::default();
             match &rows {
                 Rows::Resident { x_rot, xb_rot, y } => {
@@ -727,7 +745,8 @@ mod diagonal {
     }
 
     /// The error term of row ciphertext `mi` replicated over its rows:
-    /// E = f (Y - sigma(Z)) with Z = sum_t D_t(V) (.) rot(X, -t) folded over j = k (mod n_o).
+    /// E = f r(Y, Z) ([`Ctx::error_term`]) with Z = sum_t D_t(V) (.) rot(X, -t) folded over
+    /// j = k (mod n_o).
     fn error_rows(
         ctx: &Ctx,
         g: &Geometry,
@@ -735,7 +754,7 @@ mod diagonal {
         x_rot: &[Ciphertext],
         y: &Ciphertext,
         mi: usize,
-        f: f64,
+        f: (f64, Loss),
     ) -> Result<Ciphertext> {
         let (eval, n_o) = (ctx.eval, g.diagonals);
         let a = v[0].level();
@@ -887,7 +906,7 @@ mod paper {
             let e: Vec<Ciphertext> = z_cts
                 .iter()
                 .zip(y)
-                .map(|(z, ym)| ctx.error_term(z, ym, None, 1.0, s_e))
+                .map(|(z, ym)| ctx.error_term(z, ym, None, (1.0, Loss::Paper), s_e))
                 .collect::<Result<_>>()?;
             // G = E^T X, one class row at a time.
             let mut grad: Option<Ciphertext> = None;

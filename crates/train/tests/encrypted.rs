@@ -574,6 +574,36 @@ fn minibatches_match_the_reference_of_the_same_batches() {
     let full = train_plain(&design, steps, &w0);
     assert!(max_abs_difference(&full, &w_plain, design.d) > 100.0 * err);
 
+    // The margin loss with epoch rates (chosen when training, on the same upload): the
+    // server's error term with the label's product Y Z^2 and the rate folded into its
+    // constant equals the reference's, and the choices change the model.
+    let margin = epochs
+        .clone()
+        .with_rates(vec![2.0, 0.5])
+        .unwrap()
+        .with_loss(volley_train::algorithm::Loss::Margin);
+    let (model_m, _) = train_run(
+        &bundle,
+        steps,
+        RunOptions {
+            epochs: Some(margin.clone()),
+            ..RunOptions::default()
+        },
+        &mut |_| {},
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    let w_he_m = client.decrypt_model(&model_m, &bundle.manifest).unwrap();
+    let w_plain_m =
+        volley_train::algorithm::train_minibatch(&design, &spec, &margin, &w0, &mut |_, _| {})
+            .unwrap();
+    let err_m = max_abs_difference(&w_he_m, &w_plain_m, design.d);
+    let scale_m = w_plain_m.w.iter().fold(0f64, |m, v| m.max(v.abs()));
+    eprintln!("margin loss: max |W_he - W_plain| = {err_m:.3e}, max |W| = {scale_m:.3}");
+    assert!(err_m <= 1e-4 * scale_m, "{err_m} (max |W| = {scale_m})");
+    assert_eq!(agreement(&w_he_m, &w_plain_m, &rows), 1.0);
+    assert!(max_abs_difference(&w_plain_m, &w_plain, design.d) > 100.0 * err_m);
+
     // The same upload as a directory: batch files read one at a time, same model.
     let dir = std::env::temp_dir().join(format!("volley-minibatch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -674,7 +704,7 @@ fn minibatches_match_the_reference_of_the_same_batches() {
         assert!(e.is_err(), "{what}");
     }
     let bad_order = RunOptions {
-        epochs: Some(Epochs(vec![vec![0, 0, 1], vec![0, 1, 2]])),
+        epochs: Some(Epochs::new(vec![vec![0, 0, 1], vec![0, 1, 2]])),
         ..RunOptions::default()
     };
     assert!(train_run(&bundle, steps, bad_order, &mut |_| {}, &mut |_, _| Ok(())).is_err());

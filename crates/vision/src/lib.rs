@@ -10,6 +10,8 @@
 //!   `.safetensors` weights;
 //! - [`extract`]: batched, parallel feature extraction with progress reporting;
 //! - [`features_io`]: the feature files (the paper's CSV and a compact binary format);
+//! - [`rotation`]: the principal-axis rotation of feature rows (fitted on the training rows,
+//!   applied before encryption, undone on the decrypted weights);
 //! - [`download`]: the default weights and MNIST files, cached and SHA-256 verified.
 
 pub mod atomic;
@@ -22,6 +24,7 @@ pub mod features_io;
 pub mod npy;
 pub mod preprocess;
 mod pth;
+pub mod rotation;
 pub mod weights;
 
 pub use backbone::{Backbone, load_backbone};
