@@ -1014,6 +1014,16 @@ fn encrypted_inference_through_files() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Largest |a - b| over two weight tables of the same shape, and largest |b|.
+fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, f64) {
+    let err = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    (err, b.iter().flatten().fold(0f64, |m, v| m.max(v.abs())))
+}
+
 /// Reads a weights CSV (one class row per line).
 fn read_weights(path: &Path) -> Vec<Vec<f64>> {
     std::fs::read_to_string(path)
@@ -1108,12 +1118,7 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
     volley_ok(&reference);
     let (he, pl) = (read_weights(&weights), read_weights(&plain));
     assert_eq!((he.len(), he[0].len()), (pl.len(), pl[0].len()));
-    let err = he
-        .iter()
-        .flatten()
-        .zip(pl.iter().flatten())
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    let scale = pl.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    let (err, scale) = max_diff(&he, &pl);
     assert!(err < 1e-4 * scale, "max |dW| = {err}, max |W| = {scale}");
     // SIGKILLed after its first checkpoint (step 1 of the epoch's 3), resumed: the same
     // model bytes as the uninterrupted run.
@@ -1151,11 +1156,7 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
                 ]
                 .concat(),
             );
-            read_weights(&plain)
-                .iter()
-                .flatten()
-                .zip(pl.iter().flatten())
-                .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+            max_diff(&read_weights(&plain), &pl).0
         })
         .fold(0f64, f64::max);
     assert!(moved > 100.0 * err, "{moved} vs {err}");
@@ -1191,21 +1192,12 @@ fn minibatch_upload_trains_like_the_plaintext_reference() {
     let margin_plain = dir.join("margin-plain.csv");
     volley_ok(&[&reference[..12], &["--out", p(&margin_plain)], &choices[..]].concat());
     let (he_m, pl_m) = (read_weights(&margin_w), read_weights(&margin_plain));
-    let err_m = he_m
-        .iter()
-        .flatten()
-        .zip(pl_m.iter().flatten())
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    let scale_m = pl_m.iter().flatten().fold(0f64, |m, v| m.max(v.abs()));
+    let (err_m, scale_m) = max_diff(&he_m, &pl_m);
     assert!(
         err_m < 1e-4 * scale_m,
         "margin: max |dW| = {err_m}, max |W| = {scale_m}"
     );
-    let apart = pl_m
-        .iter()
-        .flatten()
-        .zip(pl.iter().flatten())
-        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    let apart = max_diff(&pl_m, &pl).0;
     assert!(apart > 100.0 * err_m, "{apart} vs {err_m}");
     // (An unknown loss is a usage error: clap's exit code 2 and its help hint.)
     let hinge = volley(
@@ -1251,17 +1243,20 @@ fn rotation_to_principal_axes_round_trips_through_the_weights() {
     let csv = write_csv(&dir, 60);
     let rot = dir.join("rot.bin");
     volley_ok(&["rotate", "fit", "--features", p(&csv), "--out", p(&rot)]);
+    let apply = |out: &Path| {
+        volley(&[
+            "rotate",
+            "apply",
+            "--rotation",
+            p(&rot),
+            "--features",
+            p(&csv),
+            "--out",
+            p(out),
+        ])
+    };
     let rotated = dir.join("rotated.csv");
-    volley_ok(&[
-        "rotate",
-        "apply",
-        "--rotation",
-        p(&rot),
-        "--features",
-        p(&csv),
-        "--out",
-        p(&rotated),
-    ]);
+    assert!(apply(&rotated).status.success());
     let w_rot = dir.join("w-rot.csv");
     volley_ok(&[
         "train",
@@ -1316,18 +1311,6 @@ fn rotation_to_principal_axes_round_trips_through_the_weights() {
     let mut bytes = std::fs::read(&rot).unwrap();
     bytes.truncate(bytes.len() - 3);
     std::fs::write(&rot, &bytes).unwrap();
-    assert_fails(
-        &volley(&[
-            "rotate",
-            "apply",
-            "--rotation",
-            p(&rot),
-            "--features",
-            p(&csv),
-            "--out",
-            p(&dir.join("x.csv")),
-        ]),
-        "rotation file",
-    );
+    assert_fails(&apply(&dir.join("x.csv")), "rotation file");
     let _ = std::fs::remove_dir_all(&dir);
 }
