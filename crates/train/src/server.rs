@@ -598,8 +598,8 @@ mod diagonal {
             let before = eval.op_counts();
             let a = v[0].level();
             // Per row ciphertext: Z = sum_t D_t(V) (.) rot(X, -t) (one relinearisation for
-            // all n_o products, then the fold over j = k (mod n_o)); E = (1 + gamma)
-            // (Y - sigma(Z)) masked and replicated back over each row; its products with
+            // all n_o products, then the fold over j = k (mod n_o)); E = (1 + gamma) rho
+            // r(Y, Z) masked and replicated back over each row; its products with
             // rot(X diag(b), -t) summed per diagonal, unrelinearised.
             // The epoch's learning-rate multiplier joins 1 + gamma in the error term's
             // constant (`batches`): no level, and the same product as the reference's.
