@@ -75,7 +75,8 @@ pub fn run(cmd: &RotateCommand) -> Result<(), CliError> {
             out,
         } => {
             let r = Rotation::load(rotation).map_err(vision)?;
-            let rows = r.apply_file(features, out).map_err(vision)?;
+            let table = load_features(features)?;
+            let rows = r.write_rotated(&table, out).map_err(vision)?;
             eprintln!("{rows} rotated rows written to {}", out.display());
         }
         RotateCommand::Weights {

@@ -14,7 +14,7 @@
 //! **Where it runs.** Only on the client: the mean and axes describe the client's data and are
 //! never uploaded. The same rotation must be applied to every row the model will score
 //! (`volley predict`, `volley evaluate`), so it is a file: fitted once on the training rows
-//! ([`Rotation::fit`]), then applied to any feature file ([`Rotation::apply_file`]). A model
+//! ([`Rotation::fit`]), then applied to any feature table ([`Rotation::write_rotated`]). A model
 //! trained on rotated rows maps back to the original features exactly
 //! ([`Rotation::unrotate_weights`]): w . x' + w_0 = (U w) . x + (w_0 - (U w) . mu).
 //!
@@ -81,10 +81,7 @@ impl Rotation {
         let mut chunk = Vec::with_capacity(CHUNK_ROWS.min(n) * cols);
         for start in (0..n).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(n);
-            chunk.clear();
-            for i in start..end {
-                chunk.extend(table.row(i).iter().zip(&mean).map(|(x, m)| x - m));
-            }
+            centre_rows(table, start..end, &mean, &mut chunk);
             let m = MatRef::from_column_major_slice(&chunk, cols, end - start);
             matmul(
                 cov.as_mut(),
@@ -153,10 +150,7 @@ impl Rotation {
         for start in (0..table.rows()).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(table.rows());
             let r = end - start;
-            centred.clear();
-            for i in start..end {
-                centred.extend(table.row(i).iter().zip(&self.mean).map(|(x, m)| x - m));
-            }
+            centre_rows(table, start..end, &self.mean, &mut centred);
             // Row-major r x cols output = column-major cols x r: U^T (X - mu)^T.
             out.clear();
             out.resize(r * cols, 0f64);
@@ -178,13 +172,11 @@ impl Rotation {
         Ok(())
     }
 
-    /// Rotates the feature file `input` into `output` (either format, by extension;
-    /// written atomically). Returns the rows written.
-    pub fn apply_file(&self, input: &Path, output: &Path) -> Result<usize> {
-        let table = FeatureTable::read(input)
-            .map_err(|e| VisionError::Invalid(format!("{}: {e}", input.display())))?;
+    /// Writes the rotated rows of `table` to the feature file `output` (either format, by
+    /// extension; written atomically). Returns the rows written.
+    pub fn write_rotated(&self, table: &FeatureTable, output: &Path) -> Result<usize> {
         let mut w = FeatureWriter::create(output, FeatureFormat::from_path(output), self.cols)?;
-        self.apply_each(&table, &mut |label, row| {
+        self.apply_each(table, &mut |label, row| {
             let label = u32::try_from(label)
                 .map_err(|_| VisionError::Invalid(format!("label {label} out of range")))?;
             w.write_row(label, row)
@@ -291,6 +283,19 @@ impl Rotation {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| VisionError::io(path, e))?;
         Self::from_bytes(&bytes)
+    }
+}
+
+/// `rows` of `table` minus `mean`, row-major, into `out` (cleared first).
+fn centre_rows(
+    table: &FeatureTable,
+    rows: std::ops::Range<usize>,
+    mean: &[f64],
+    out: &mut Vec<f64>,
+) {
+    out.clear();
+    for i in rows {
+        out.extend(table.row(i).iter().zip(mean).map(|(x, m)| x - m));
     }
 }
 
