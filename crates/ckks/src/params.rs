@@ -119,14 +119,21 @@ impl ParamsLiteral {
             "paper16" => lit(16, chain(60, 40, 22), vec![60; 5], 4, 40),
             // Bootstrapping (circuits::bootstrap, `BootstrapConfig::new`): from the bottom,
             // q_0 = 60 bits, 10 levels of 40 left to the application, SlotsToCoeffs 3 x 45,
-            // EvalMod 9 x 60, CoeffsToSlots 3 x 60; P = 7 x 61 covers a digit of 7 primes
-            // (dnum 4). log QP = 1742 <= 1747. Ten levels are what encrypted training needs
-            // per bootstrap: two iterations of 4, one to pack the state for bootstrapping
-            // and one to unpack it (volley-train's `refresh`).
+            // EvalMod 9 (4 x 60 for the double angles, 5 x 61 for the interpolant),
+            // CoeffsToSlots 3 x 60; P = 7 x 61 covers a digit of 7 primes (dnum 4).
+            // log QP = 1747 <= 1747. EvalMod's input y sits at the scale of the first 61-bit
+            // prime, so CoeffsToSlots' last rounding is half as large next to it (about one
+            // bit of precision); the interpolant's powers square that scale and divide by
+            // the next primes, which must be as large for the scales not to drift. Ten
+            // levels are what encrypted training needs per bootstrap: two iterations of 4,
+            // one to pack the state for bootstrapping and one to unpack it (volley-train's
+            // `refresh`).
             "boot16" => {
                 let mut q = chain(60, 40, 10);
                 q.extend([45; 3]);
-                q.extend([60; 12]);
+                q.extend([60; 4]);
+                q.extend([61; 5]);
+                q.extend([60; 3]);
                 lit(16, q, vec![61; 7], 4, 40)
             }
             _ => return None,

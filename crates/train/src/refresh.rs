@@ -35,6 +35,9 @@ use volley_ckks::{
 /// 100, so 4 leaves a margin at the cost of 2 bits of absolute precision.
 pub const WEIGHT_RANGE: f64 = 4.0;
 
+/// The refresh's bootstrapping message ratio, `log2(q_0 / Delta)` (see `bootstrap_config`).
+pub const REFRESH_LOG_MESSAGE_RATIO: u32 = 12;
+
 /// Slots of the packed state: n_o d̂ (one row of d̂ per diagonal). Errors if they do not
 /// fit in a ciphertext (more diagonals than rows per ciphertext).
 pub fn packed_slots(g: &Geometry) -> Result<usize> {
@@ -50,7 +53,12 @@ pub fn packed_slots(g: &Geometry) -> Result<usize> {
 
 /// The bootstrapping configuration of a geometry (sparse, [`packed_slots`]).
 pub fn bootstrap_config(g: &Geometry) -> Result<BootstrapConfig> {
-    Ok(BootstrapConfig::new(packed_slots(g)?))
+    let mut config = BootstrapConfig::new(packed_slots(g)?);
+    // The packed weights reach |w| / WEIGHT_RANGE = 2.7 (and V + i V_{t-1} more), with
+    // much of their mass in few coefficients: the sine's cubic term needs the headroom of
+    // a 2^12 message ratio rather than the default 2^10 (see `EvalModConfig`).
+    config.eval_mod.log_message_ratio = REFRESH_LOG_MESSAGE_RATIO;
+    Ok(config)
 }
 
 /// The server's refresher: the bootstrapper (its matrices encoded) and the unpack masks.

@@ -466,6 +466,17 @@ impl EncodedLinearTransform {
     /// input's scale. Errors: slot-count mismatch, input below the encoding level, missing
     /// rotation keys.
     pub fn evaluate(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
+        let scale = ct.scale();
+        let mut out = self.evaluate_unrescaled(eval, ct)?;
+        eval.rescale_assign(&mut out)?;
+        out.set_scale(scale);
+        Ok(out)
+    }
+
+    /// [`Self::evaluate`] without the final rescale: the result is at the encoding level,
+    /// at the input's scale times `q_level`. For callers that key-switch the result before
+    /// rescaling it, so that the key switch's noise is small next to that scale.
+    pub fn evaluate_unrescaled(&self, eval: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
         if ct.slots() != self.slots {
             return Err(Error::InvalidArgument {
                 op: OP,
@@ -483,27 +494,22 @@ impl EncodedLinearTransform {
                 max: self.level,
             });
         }
-        let scale = ct.scale();
         let input = eval.drop_to_level(ct, self.level)?;
         let inner_sums = if self.double_hoisting {
             self.inner_sums_double_hoisted(eval, &input)?
         } else {
             self.inner_sums(eval, &input)?
         };
-        let acc = self.giant_steps_chained(eval, inner_sums)?;
-        let mut out = match acc {
-            Some(a) => a,
+        match self.giant_steps_chained(eval, inner_sums)? {
+            Some(acc) => Ok(acc),
             None => {
                 // The zero matrix: 0 * v at the right level and scale.
                 let mut z = input;
                 let q = eval.params().ring().q(self.level).value() as f64;
                 eval.mul_const_no_rescale_assign(&mut z, Complex64::new(0.0, 0.0), q)?;
-                z
+                Ok(z)
             }
-        };
-        eval.rescale_assign(&mut out)?;
-        out.set_scale(scale);
-        Ok(out)
+        }
     }
 
     /// Per giant step `j g`, `sum_i pt_{j,i} * rot_i(v)` with the baby rotations hoisted

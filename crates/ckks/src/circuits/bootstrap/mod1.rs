@@ -46,21 +46,35 @@ pub struct EvalModConfig {
 }
 
 impl Default for EvalModConfig {
-    /// `K = 16.5`, 4 double angles, degree 30 (depth 5 + 4 = 9), message ratio `2^12`, no
-    /// arcsine. In `f64` the interpolant is within `2^-50` of the scaled cosine and the double
-    /// angles amplify that by `4^r` (`2^-42`); homomorphically, at 60-bit scales, EvalMod's own
-    /// noise was measured at `2^-33` per coefficient in message units at ratio `2^10` (each
-    /// bit of ratio costs one bit there), while the sine's cubic term `(2 pi)^2 x^3 / 6` costs
-    /// `6.6 * 2^-24 |m|^3` at ratio `2^12`. Measured at N = 2^10 (`tests/bootstrap.rs`):
-    /// uniform inputs 27.9 bits mean, 25.5 min; an all-ones input (one coefficient of 1,
-    /// the sine's worst case) 21.3 bits. With the arcsine (two more levels) and ratio `2^10`:
-    /// 30.0 / 27.5 and 29.9 bits.
+    /// `K = 16.5`, 4 double angles, degree 30 (depth 5 + 4 = 9), message ratio `2^10`, no
+    /// arcsine. In `f64` the interpolant is within `2^-50` of the scaled cosine.
+    ///
+    /// **The message ratio** trades the sine's nonlinearity against EvalMod's absolute
+    /// noise. The noise (CoeffsToSlots' last rounding under the dense secret, times `K`, and
+    /// the interpolant's own, times the double angles' slope) is fixed in units of `q_0`, so
+    /// each bit of ratio costs a bit of precision; the sine's cubic term costs
+    /// `(2 pi c)^2 / 6` relative on a coefficient `c q_0`. Inputs with `|z| <= 1` spread
+    /// over the slots have coefficients near `2^-8` of the scale, where the cubic term is
+    /// negligible; a constant input puts all of it in one coefficient, the worst case.
+    /// Measured at `boot16`, full slots (bits, mean / min):
+    ///
+    /// | ratio | uniform complex in `[-1, 1]` | constant 1 | constant 1 + i |
+    /// | --- | --- | --- | --- |
+    /// | `2^12` | 22.2 / 20.2 | 21.2 | |
+    /// | `2^10` (default) | 24.1 / 22.3 | 17.3 | 16.8 |
+    /// | `2^9` | 25.0 / 23.1 | 15.3 | 14.8 |
+    ///
+    /// `2^10` is the smallest ratio that keeps every input of the unit square above 16 bits.
+    /// (Lattigo's default is `2^8`, which gives up more of the worst case.) An application
+    /// whose values are larger or constant-like chooses a larger ratio (encrypted training's
+    /// refresh uses `2^12`: its packed weights reach 2.7), or the arcsine correction, which
+    /// removes the cubic term for two more levels.
     fn default() -> Self {
         Self {
             k: 16.5,
             double_angles: 4,
             degree: 30,
-            log_message_ratio: 12,
+            log_message_ratio: 10,
             arcsine: false,
         }
     }
@@ -105,8 +119,9 @@ impl EvalMod {
             ));
         }
         let (k, r) = (config.k, config.double_angles as i32);
+        let phase = Self::phase(config.double_angles);
         let cosine = Polynomial::chebyshev_interpolate(
-            |y| (2.0 * PI * (k * y - 0.25) / 2f64.powi(r)).cos(),
+            |y| (2.0 * PI * (k * y - phase) / 2f64.powi(r)).cos(),
             config.degree,
             -1.0,
             1.0,
@@ -121,6 +136,26 @@ impl EvalMod {
             cosine,
             arcsine,
         })
+    }
+
+    /// The phase `phi` of the interpolated cosine `cos(2 pi (x - phi) / 2^r)`. Any
+    /// `phi = 1/4 - j` with an integer `j` gives `sin(2 pi x)` after the `r` double angles,
+    /// but not with the same error. The double angles compose to the Chebyshev polynomial
+    /// `T_{2^r}`, whose slope at `cos t` is `2^r sin(2^r t) / sin t`: the interpolant's
+    /// homomorphic noise (rounding of its powers and constants, which does not vanish with
+    /// `sin t`) is multiplied by `2^r / |sin t|` near the integers `x = I`, where the result
+    /// is read. The textbook `phi = 1/4` puts a zero of `sin t` a quarter from `I = 0`, the
+    /// most likely value of ModRaise's overflow: 163x at `r = 4`. Shifting by
+    /// `j = 2^(r-2)` puts `x = 0` midway between zeros (`sin t ~ 1`, 16x) and pushes the
+    /// poor spots out to `|I| = 2^(r-2)`, which are rare (measured at `boot16`, full slots:
+    /// EvalMod's own error 2^-23.5 -> 2^-25.1, final precision 19.0 -> 21.2 bits mean).
+    pub fn phase(double_angles: usize) -> f64 {
+        let shift = if double_angles >= 2 {
+            2f64.powi(double_angles as i32 - 2)
+        } else {
+            0.0
+        };
+        0.25 - shift
     }
 
     /// The parameters.
