@@ -372,7 +372,7 @@ fn key_report() {
 }
 
 /// The `boot16` preset (N = 2^16, 128-bit secure): full slots and 2^12 slots, uniform inputs
-/// in [-1, 1]. About three minutes; run by `.ci/run` with the other `--ignored` tests.
+/// in [-1, 1], against the precision measured. About three minutes; run by `.ci/run` with the other `--ignored` tests.
 #[test]
 #[ignore]
 fn boot16_full_and_sparse() {
@@ -401,8 +401,15 @@ fn boot16_full_and_sparse() {
         let got = enc.decode_complex(&decrypt(&sk, &out).unwrap()).unwrap();
         let st = precision_stats(&v, &got);
         eprintln!("boot16, {slots} slots: {st:?}");
+        // Measured: full slots 24.1 / 22.3 bits, 2^12 slots 26.6 / 24.8 (the target:
+        // 24 / 16); a margin for the encryption noise.
+        let (mean, min) = if slots == params.max_slots() {
+            (23.8, 21.5)
+        } else {
+            (25.5, 23.5)
+        };
         assert!(
-            st.mean_bits >= 18.0 && st.min_bits >= 16.0,
+            st.mean_bits >= mean && st.min_bits >= min,
             "{slots} slots: {st:?}"
         );
     }
