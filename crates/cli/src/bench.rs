@@ -183,7 +183,7 @@ pub struct BenchBootstrapArgs {
     /// `--compact-matrices false` stores them encoded: faster by ~5 %, 2.4 GB more at 2^13).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub compact_matrices: bool,
-    /// Iterated bootstrapping (META-BTS: two bootstraps, about twice the bits).
+    /// Iterated bootstrapping (META-BTS: two bootstraps, about 2 more bits at boot16).
     #[arg(long, conflicts_with = "real_pair")]
     pub iterated: bool,
     /// Run one uncounted bootstrap first (`--warmup false` to time the cold one too).
