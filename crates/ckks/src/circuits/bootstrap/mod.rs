@@ -128,8 +128,9 @@ impl LevelBudget {
 /// serves ciphertexts up to its own level (see `SwitchingKey`), and its size grows with that
 /// level: SlotsToCoeffs runs low in the chain (levels 11 to 13 of `boot16`), so the rotation
 /// keys only it uses are about a third of the size of CoeffsToSlots' (level 25); EvalMod's
-/// relinearisation key and the real/imaginary split's conjugation key start at CoeffsToSlots'
-/// output level. Keys needed at several levels are made for the highest.
+/// relinearisation key starts at CoeffsToSlots' output level, and the real/imaginary split's
+/// conjugation key one level above it (the split runs before CoeffsToSlots' last rescale).
+/// Keys needed at several levels are made for the highest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyPlan {
     /// Level of the relinearisation key.
