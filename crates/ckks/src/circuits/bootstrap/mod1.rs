@@ -5,7 +5,8 @@
 //! `x = (m + q_0 I) / q_0 = I + m / q_0` the message is `q_0 (x mod 1)`, approximated by
 //! `q_0 sin(2 pi x) / (2 pi)` since `|m / q_0| <= 2^-log_message_ratio` is small. The sine is
 //! computed as the **scaled cosine** of Han-Ki: a Chebyshev interpolant of
-//! `cos(2 pi (x - 1/4) / 2^r)` on `[-K, K]`, followed by `r` double-angle steps
+//! `cos(2 pi (x - phi) / 2^r)` on `[-K, K]` (`phi = 1/4` in the literature; here the phase
+//! with the least noise, see [`EvalMod::phase`]), followed by `r` double-angle steps
 //! `cos(2t) = 2 cos(t)^2 - 1`, which multiply the frequency back by `2^r`. Dividing by `2^r`
 //! lets a low-degree polynomial cover `2K` periods; the double angles cost one level each.
 //!
@@ -148,7 +149,10 @@ impl EvalMod {
     /// most likely value of ModRaise's overflow: 163x at `r = 4`. Shifting by
     /// `j = 2^(r-2)` puts `x = 0` midway between zeros (`sin t ~ 1`, 16x) and pushes the
     /// poor spots out to `|I| = 2^(r-2)`, which are rare (measured at `boot16`, full slots:
-    /// EvalMod's own error 2^-23.5 -> 2^-25.1, final precision 19.0 -> 21.2 bits mean).
+    /// EvalMod's largest error 2^-23.5 -> 2^-25.1 in message units, final precision 19.0 ->
+    /// 21.2 bits mean). The double angles' own roundings have poles too (the first one's
+    /// slope is `2^(r-1) sin(2^r t) / sin(2t)`); weighting all of them over the overflow's
+    /// distribution, this `j` is still the best of every `j` and sign.
     pub fn phase(double_angles: usize) -> f64 {
         let shift = if double_angles >= 2 {
             2f64.powi(double_angles as i32 - 2)
@@ -227,5 +231,49 @@ impl EvalMod {
             t = poly_eval.evaluate(&t, arcsine, target_scale)?;
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interpolant followed by the double angles, in `f64`.
+    fn composed(m: &EvalMod, y: f64) -> f64 {
+        let mut c = m.cosine.evaluate_plain(y).re;
+        for _ in 0..m.config.double_angles {
+            c = 2.0 * c * c - 1.0;
+        }
+        c
+    }
+
+    #[test]
+    fn phase_gives_the_sine_near_every_integer() {
+        for (r, degree) in [(2, 60), (3, 40), (4, 30)] {
+            let config = EvalModConfig {
+                double_angles: r,
+                degree,
+                ..EvalModConfig::default()
+            };
+            let m = EvalMod::new(config.clone()).expect("eval mod");
+            let phi = EvalMod::phase(r);
+            assert_eq!((0.25 - phi).fract(), 0.0, "phi = 1/4 - j, j integer");
+            let k = config.k;
+            for i in -16..=16 {
+                for e in [-2f64.powi(-8), -1e-5, 0.0, 1e-5, 2f64.powi(-8)] {
+                    let x = i as f64 + e;
+                    let got = composed(&m, x / k);
+                    let want = (2.0 * PI * x).sin();
+                    assert!(
+                        (got - want).abs() < 1e-9,
+                        "r = {r}, x = {x}: {got} against {want}"
+                    );
+                }
+            }
+            // x = 0, the most likely overflow, sits midway between the slope's poles:
+            // |sin t| near 1 at t = 2 pi (0 - phi) / 2^r.
+            let t = 2.0 * PI * (0.0 - phi) / 2f64.powi(r as i32);
+            assert!(t.sin().abs() > 0.9, "r = {r}: sin t = {}", t.sin());
+        }
     }
 }
