@@ -11,13 +11,15 @@ use volley_ckks::circuits::{BootstrapConfig, Bootstrapper};
 use volley_ckks::client::{KeyGenerator, SecretKey, decrypt, encrypt_secret};
 use volley_ckks::*;
 
-/// The `boot16` layout with 2 residual levels: q_0 = 60 bits, 2 x 40, SlotsToCoeffs 3 x 45,
-/// EvalMod 4 x 60 and 5 x 61, CoeffsToSlots 3 x 60.
+/// The `boot16` layout with 2 residual levels instead of 10: q_0 = 60 bits, 2 x 40, then the
+/// preset's bootstrapping primes (SlotsToCoeffs 3 x 45, EvalMod 4 x 60 and 5 x 61,
+/// CoeffsToSlots 3 x 60), taken from the preset so that the two cannot drift apart.
 fn boot_params(log_n: u32) -> Arc<Params> {
-    let mut log_q = vec![60, 40, 40, 45, 45, 45];
-    log_q.extend([60; 4]);
-    log_q.extend([61; 5]);
-    log_q.extend([60; 3]);
+    let boot16 = ParamsLiteral::preset("boot16").unwrap();
+    // q_0 and the preset's 10 application levels come first.
+    let mut log_q = vec![60, 40, 40];
+    log_q.extend(&boot16.log_q[1 + 10..]);
+    assert_eq!(log_q.len(), 3 + 15, "the bootstrapping depth is 15");
     Params::new_insecure(ParamsLiteral {
         log_n,
         log_q,
@@ -372,7 +374,8 @@ fn key_report() {
 }
 
 /// The `boot16` preset (N = 2^16, 128-bit secure): full slots and 2^12 slots, uniform inputs
-/// in [-1, 1], against the precision measured. About three minutes; run by `.ci/run` with the other `--ignored` tests.
+/// in [-1, 1], against the precision measured. About three minutes; run by `.ci/run` with
+/// the other `--ignored` tests.
 #[test]
 #[ignore]
 fn boot16_full_and_sparse() {

@@ -103,7 +103,10 @@ impl std::str::FromStr for Loss {
         Self::ALL
             .into_iter()
             .find(|l| l.name() == s)
-            .ok_or_else(|| format!("unknown loss {s:?}: paper or margin"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!("unknown loss {s:?}: {}", names.join(" or "))
+            })
     }
 }
 
